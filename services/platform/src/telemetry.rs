@@ -1,0 +1,203 @@
+//! Telemetry: `tracing` logs (readable in development, JSON in production), OpenTelemetry spans
+//! exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and the W3C trace context carried
+//! in HTTP/gRPC headers and in event envelopes so one trace follows a request everywhere (X4).
+
+use std::collections::HashMap;
+
+use opentelemetry::{
+    Context,
+    propagation::{Extractor, Injector, TextMapPropagator as _},
+    trace::{TraceContextExt as _, TracerProvider as _},
+};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use serde::Deserialize;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+
+/// Log settings (`[telemetry]`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct TelemetrySettings {
+    /// `pretty` (readable, development) or `json` (one object per line, production).
+    pub log_format: LogFormat,
+    /// Default `tracing` filter, e.g. `info,sqlx=warn`; `RUST_LOG` overrides it.
+    pub log_filter: String,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// JSON lines.
+    Json,
+}
+
+/// Keeps the span exporter alive; dropping it flushes the spans not yet exported.
+#[must_use = "dropping the guard shuts telemetry down"]
+pub struct TelemetryGuard {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Err(err) = self.provider.shutdown() {
+            tracing::warn!(error = %err, "span exporter did not shut down cleanly");
+        }
+    }
+}
+
+/// Installs the global subscriber for `service`. Spans always get OpenTelemetry trace ids (so
+/// trace context propagates even when nothing is exported); they are exported over OTLP/gRPC
+/// only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Calling it twice (tests) keeps the first
+/// subscriber.
+pub fn init(service: &str, settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let mut builder = SdkTracerProvider::builder().with_resource(
+        Resource::builder()
+            .with_service_name(service.to_owned())
+            .build(),
+    );
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()?;
+        builder = builder.with_batch_exporter(exporter);
+    }
+    let provider = builder.build();
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned()));
+    let filter =
+        EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(&settings.log_filter))?;
+    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // A second init in the same process (several services in one test) keeps the first one.
+    let _ = match settings.log_format {
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_target(false))
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
+            .try_init(),
+    };
+    Ok(TelemetryGuard { provider })
+}
+
+/// The W3C `traceparent` and `tracestate` of `span`, empty strings when it is not traced.
+pub fn trace_headers(span: &tracing::Span) -> (String, String) {
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut MapCarrier(&mut carrier));
+    (
+        carrier.remove("traceparent").unwrap_or_default(),
+        carrier.remove("tracestate").unwrap_or_default(),
+    )
+}
+
+/// The trace id (32 hex digits) of `span`, or `None` when it is not traced.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context
+        .is_valid()
+        .then(|| span_context.trace_id().to_string())
+}
+
+/// Makes `span` a child of the remote span named by `traceparent`/`tracestate` (from an event
+/// envelope); does nothing when `traceparent` is empty or malformed.
+pub fn set_remote_parent(span: &tracing::Span, traceparent: &str, tracestate: &str) {
+    if traceparent.is_empty() {
+        return;
+    }
+    let mut carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    if !tracestate.is_empty() {
+        carrier.insert("tracestate".to_owned(), tracestate.to_owned());
+    }
+    let parent = TraceContextPropagator::new().extract(&MapCarrier(&mut carrier));
+    set_parent(span, parent);
+}
+
+/// Makes `span` a child of the trace context found in HTTP (gRPC) `headers`, if any.
+pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    set_parent(span, parent);
+}
+
+/// Writes the trace context of `span` into HTTP (gRPC) `headers`, replacing what was there.
+pub fn inject_headers(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    headers.remove("traceparent");
+    headers.remove("tracestate");
+    TraceContextPropagator::new().inject_context(&span.context(), &mut HeaderInjector(headers));
+}
+
+fn set_parent(span: &tracing::Span, parent: Context) {
+    if parent.span().span_context().is_valid() {
+        // Fails only when the span was already started with another parent; keep that one.
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// A tonic client interceptor that sends the current span's trace context with every call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TraceContextInterceptor;
+
+impl tonic::service::Interceptor for TraceContextInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let (traceparent, tracestate) = trace_headers(&tracing::Span::current());
+        if let Ok(value) = traceparent.parse() {
+            request.metadata_mut().insert("traceparent", value);
+        }
+        if !tracestate.is_empty()
+            && let Ok(value) = tracestate.parse()
+        {
+            request.metadata_mut().insert("tracestate", value);
+        }
+        Ok(request)
+    }
+}
+
+struct MapCarrier<'a>(&'a mut HashMap<String, String>);
+
+impl Injector for MapCarrier<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_owned(), value);
+    }
+}
+
+impl Extractor for MapCarrier<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
