@@ -170,6 +170,7 @@ fn site(s: &pb::Site, at: &str, default_country: &str, v: &mut FieldViolations) 
         country: country?,
         email: email?,
         phone: phone?,
+        head_office: s.head_office,
     })
 }
 
@@ -241,6 +242,7 @@ pub fn partner_to_proto(p: &Partner) -> pb::Partner {
                     .map(|e| e.as_str().to_owned())
                     .unwrap_or_default(),
                 phone: s.phone.clone(),
+                head_office: s.head_office,
             })
             .collect(),
         contacts: d

@@ -197,11 +197,12 @@ async fn replace_sites_and_contacts(conn: &mut PgConnection, p: &Partner) -> sql
     for (position, site) in p.draft.sites.iter().enumerate() {
         sqlx::query(
             "INSERT INTO partner_sites (id, partner_id, position, label, address, city, county, \
-             country, email, phone) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             country, email, phone, head_office) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (id) DO UPDATE SET position = EXCLUDED.position, \
              label = EXCLUDED.label, address = EXCLUDED.address, city = EXCLUDED.city, \
              county = EXCLUDED.county, country = EXCLUDED.country, email = EXCLUDED.email, \
-             phone = EXCLUDED.phone",
+             phone = EXCLUDED.phone, head_office = EXCLUDED.head_office",
         )
         .bind(site.id.expect("sites are given ids before they are stored"))
         .bind(p.id)
@@ -213,6 +214,7 @@ async fn replace_sites_and_contacts(conn: &mut PgConnection, p: &Partner) -> sql
         .bind(site.country.as_str())
         .bind(site.email.as_ref().map_or("", Email::as_str))
         .bind(&site.phone)
+        .bind(site.head_office)
         .execute(&mut *conn)
         .await?;
     }
@@ -408,7 +410,7 @@ async fn attach_sites_and_contacts(
     }
     let ids: Vec<Uuid> = partners.iter().map(|p| p.id).collect();
     let sites = sqlx::query(
-        "SELECT id, partner_id, label, address, city, county, country, email, phone \
+        "SELECT id, partner_id, label, address, city, county, country, email, phone, head_office \
          FROM partner_sites WHERE partner_id = ANY($1) ORDER BY partner_id, position",
     )
     .bind(&ids)
@@ -425,6 +427,7 @@ async fn attach_sites_and_contacts(
             country: stored(CountryCode::parse_or(row.try_get("country")?, "RO"))?,
             email: stored_email(row.try_get("email")?)?,
             phone: row.try_get("phone")?,
+            head_office: row.try_get("head_office")?,
         };
         if let Some(p) = partners.iter_mut().find(|p| p.id == partner_id) {
             p.draft.sites.push(site);

@@ -825,3 +825,41 @@ async fn partner_events_reach_the_stream_with_the_callers_trace() {
     let updated: PartnerUpdated = envelopes[1].payload.as_ref().unwrap().to_msg().unwrap();
     assert_eq!(updated.changed_fields, ["kind", "convert_time"]);
 }
+
+#[tokio::test]
+async fn a_partner_has_at_most_one_head_office() {
+    let mut s = start().await;
+    let head_office = |label: &str| pb::Site {
+        label: label.into(),
+        head_office: true,
+        ..Default::default()
+    };
+    let status = s
+        .client
+        .create_partner(as_sales(pb::CreatePartnerRequest {
+            partner: Some(pb::Partner {
+                sites: vec![head_office("Cluj"), head_office("Iasi")],
+                ..partner("Two Heads SRL", pb::PartnerKind::Customer)
+            }),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&status), ["partner.sites[1].head_office"]);
+    let created = create(
+        &mut s,
+        pb::Partner {
+            sites: vec![
+                pb::Site {
+                    label: "Depot".into(),
+                    ..Default::default()
+                },
+                head_office("Cluj"),
+            ],
+            ..partner("One Head SRL", pb::PartnerKind::Customer)
+        },
+    )
+    .await;
+    let flags: Vec<bool> = created.sites.iter().map(|s| s.head_office).collect();
+    assert_eq!(flags, [false, true]);
+}

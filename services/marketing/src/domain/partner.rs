@@ -85,6 +85,8 @@ pub struct Site {
     pub email: Option<Email>,
     /// Phone number, or empty.
     pub phone: String,
+    /// Whether it is the head office (at most one site is).
+    pub head_office: bool,
 }
 
 /// A person at a partner. `id` is `None` only for a contact not stored yet.
@@ -193,6 +195,19 @@ pub fn check_draft(
         } else if !seen.insert(*competitor) {
             violations.push((format!("competitor_ids[{i}]"), "is listed twice".into()));
         }
+    }
+    if let Some(second) = draft
+        .sites
+        .iter()
+        .enumerate()
+        .filter(|(_, site)| site.head_office)
+        .nth(1)
+        .map(|(i, _)| i)
+    {
+        violations.push((
+            format!("sites[{second}].head_office"),
+            "another site is already the head office".into(),
+        ));
     }
     let mut seen = std::collections::HashSet::new();
     for (i, site) in draft.sites.iter().enumerate() {
@@ -314,6 +329,7 @@ mod tests {
             country: CountryCode::parse_or("", "RO").unwrap(),
             email: None,
             phone: String::new(),
+            head_office: true,
         }
     }
 
@@ -342,6 +358,7 @@ mod tests {
             [
                 "activities_of_interest[1]",
                 "competitor_ids[0]",
+                "sites[1].head_office",
                 "sites[0].id",
                 "contacts[0].site_id"
             ]
