@@ -96,6 +96,7 @@ impl Proxy {
             rpc.service = %grpc.service,
             rpc.method = %grpc.method,
             enduser.id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
             upstream = tracing::field::Empty,
             rpc.grpc.status_code = tracing::field::Empty,
         );

@@ -162,6 +162,7 @@ fn request_span<B>(request: &http::Request<B>) -> tracing::Span {
         rpc.service = %service,
         rpc.method = %method,
         enduser.id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
     crate::telemetry::set_parent_from_headers(&span, request.headers());
     span

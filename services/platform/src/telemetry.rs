@@ -106,9 +106,11 @@ pub fn trace_id(span: &tracing::Span) -> Option<String> {
 }
 
 /// Makes `span` a child of the remote span named by `traceparent`/`tracestate` (from an event
-/// envelope); does nothing when `traceparent` is empty or malformed.
+/// envelope); keeps it a root when `traceparent` is empty or malformed. Either way the span's
+/// `trace_id` field, if it declares one, is filled in (see [`set_parent_from_headers`]).
 pub fn set_remote_parent(span: &tracing::Span, traceparent: &str, tracestate: &str) {
     if traceparent.is_empty() {
+        record_trace_id(span);
         return;
     }
     let mut carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
@@ -119,7 +121,9 @@ pub fn set_remote_parent(span: &tracing::Span, traceparent: &str, tracestate: &s
     set_parent(span, parent);
 }
 
-/// Makes `span` a child of the trace context found in HTTP (gRPC) `headers`, if any.
+/// Makes `span` a child of the trace context found in HTTP (gRPC) `headers`, if any, and fills
+/// in its `trace_id` field when it declares one (`trace_id = tracing::field::Empty`): JSON logs
+/// carry the fields of the current span, so every log line of a request names its trace.
 pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
     let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
     set_parent(span, parent);
@@ -136,6 +140,13 @@ fn set_parent(span: &tracing::Span, parent: Context) {
     if parent.span().span_context().is_valid() {
         // Fails only when the span was already started with another parent; keep that one.
         let _ = span.set_parent(parent);
+    }
+    record_trace_id(span);
+}
+
+fn record_trace_id(span: &tracing::Span) {
+    if let Some(trace_id) = trace_id(span) {
+        span.record("trace_id", trace_id);
     }
 }
 

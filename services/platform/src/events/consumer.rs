@@ -36,7 +36,7 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(45);
 ///
 /// Implement it with an `async fn`:
 ///
-/// ```ignore
+/// ```text
 /// impl EventHandler for Partners {
 ///     async fn handle(&self, tx: &mut PgConnection, envelope: &Envelope) -> Result<(), HandlerError> {
 ///         if let Some(created) = decode_payload::<PartnerCreated>(envelope)? {
@@ -483,6 +483,7 @@ impl<H: EventHandler> Consumer<H> {
             event_id = %envelope.id,
             event_type = %envelope.r#type,
             producer = %envelope.producer,
+            trace_id = tracing::field::Empty,
         );
         telemetry::set_remote_parent(&span, &envelope.traceparent, &envelope.tracestate);
         self.settle(&message.id, &raw, &envelope, deliveries)
