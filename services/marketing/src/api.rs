@@ -127,7 +127,7 @@ impl PartnerApi {
         self.events
             .partner_created(&mut tx, &partner_to_proto(&partner), now)
             .await?;
-        tx.commit().await?;
+        self.events.commit(tx).await?;
         Ok(partner)
     }
 
@@ -228,7 +228,7 @@ impl PartnerApi {
                 updated.update_time,
             )
             .await?;
-        tx.commit().await?;
+        self.events.commit(tx).await?;
         Ok(updated.clone())
     }
 

@@ -1,9 +1,9 @@
 //! The events marketing publishes, through its outbox, on `crm.events.marketing`.
 
 use chrono::{DateTime, Utc};
-use crm_platform::events::{EventError, Outbox};
+use crm_platform::events::{EventError, Outbox, RelayWaker};
 use crm_proto::{events as ev, marketing as pb};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
 /// The stream every marketing event goes to (before the configured prefix).
@@ -13,14 +13,24 @@ pub const STREAM: &str = "crm.events.marketing";
 #[derive(Clone, Debug)]
 pub struct Events {
     outbox: Outbox,
+    relay: RelayWaker,
 }
 
 impl Events {
-    /// Events on `stream` (the full name, prefix included).
-    pub fn new(stream: String) -> Self {
+    /// Events on `stream` (the full name, prefix included), relayed by the relay that `relay`
+    /// wakes.
+    pub fn new(stream: String, relay: RelayWaker) -> Self {
         Self {
             outbox: Outbox::new("marketing", stream),
+            relay,
         }
+    }
+
+    /// Commits a transaction that published events and wakes the relay, so they leave now.
+    pub async fn commit(&self, tx: Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.relay.wake();
+        Ok(())
     }
 
     /// `PartnerCreated`.

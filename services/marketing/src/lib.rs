@@ -47,7 +47,11 @@ pub async fn run_with_clock(
 
     // Serve health from the start, so orchestrators see NOT_SERVING while migrations run.
     let pool = db::connect(&settings.database).await?;
-    let events = events::Events::new(redis_conn::stream_name(&settings.redis, events::STREAM));
+    let relay = Relay::new(pool.clone(), &settings.redis, settings.relay.clone())?;
+    let events = events::Events::new(
+        redis_conn::stream_name(&settings.redis, events::STREAM),
+        relay.waker(),
+    );
     let partners = api::PartnerApi::new(pool.clone(), events, clock);
     let routes = Routes::new(PartnerServiceServer::with_interceptor(
         partners,
@@ -68,7 +72,6 @@ pub async fn run_with_clock(
         db::migrate(&pool, &MIGRATOR).await?;
         let redis = redis_conn::connect(&settings.redis).await?;
         let watcher = health.watch_dependencies(pool.clone(), redis, stop_rx.clone());
-        let relay = Relay::new(pool.clone(), &settings.redis, settings.relay.clone())?;
         anyhow::Ok((watcher, tokio::spawn(relay.run(stop_rx.clone()))))
     };
     let (watcher, relay) = match background.await {

@@ -129,7 +129,7 @@ pub async fn insert_partner(conn: &mut PgConnection, p: &Partner) -> sqlx::Resul
     .bind(p.version)
     .execute(&mut *conn)
     .await?;
-    replace_sites_and_contacts(conn, p).await
+    upsert_sites_and_contacts(conn, p).await
 }
 
 /// Writes every field of `p` over the stored partner if its version is still
@@ -175,13 +175,16 @@ pub async fn update_partner(
     if updated == 0 {
         return Ok(false);
     }
-    replace_sites_and_contacts(conn, p).await?;
+    delete_missing_sites_and_contacts(conn, p).await?;
+    upsert_sites_and_contacts(conn, p).await?;
     Ok(true)
 }
 
-/// Makes the stored sites and contacts of `p` exactly its lists: removes the missing ones,
-/// updates the known ones, inserts the new ones, keeping the list order.
-async fn replace_sites_and_contacts(conn: &mut PgConnection, p: &Partner) -> sqlx::Result<()> {
+/// Removes the stored sites and contacts of `p` that its lists no longer hold.
+async fn delete_missing_sites_and_contacts(
+    conn: &mut PgConnection,
+    p: &Partner,
+) -> sqlx::Result<()> {
     let site_ids: Vec<Uuid> = p.draft.sites.iter().filter_map(|s| s.id).collect();
     let contact_ids: Vec<Uuid> = p.draft.contacts.iter().filter_map(|c| c.id).collect();
     sqlx::query("DELETE FROM partner_contacts WHERE partner_id = $1 AND NOT (id = ANY($2))")
@@ -194,6 +197,11 @@ async fn replace_sites_and_contacts(conn: &mut PgConnection, p: &Partner) -> sql
         .bind(&site_ids)
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// Stores the sites and contacts of `p` in list order: updates the known ones, inserts the new.
+async fn upsert_sites_and_contacts(conn: &mut PgConnection, p: &Partner) -> sqlx::Result<()> {
     for (position, site) in p.draft.sites.iter().enumerate() {
         sqlx::query(
             "INSERT INTO partner_sites (id, partner_id, position, label, address, city, county, \

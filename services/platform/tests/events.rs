@@ -16,7 +16,7 @@ use crm_platform::{
     db,
     events::{
         Consumer, ConsumerSettings, DEAD_LETTER_SUFFIX, EventHandler, HandlerError, Outbox, Relay,
-        RelaySettings, decode_payload,
+        RelaySettings, RelayWaker, decode_payload,
     },
     redis_conn,
     settings::RedisSettings,
@@ -95,12 +95,18 @@ impl Env {
     }
 
     fn spawn_relay(&self, settings: RelaySettings) -> Task {
+        self.spawn_relay_with_waker(settings).0
+    }
+
+    fn spawn_relay_with_waker(&self, settings: RelaySettings) -> (Task, RelayWaker) {
         let relay = Relay::new(self.pool.clone(), &self.redis_settings, settings).unwrap();
+        let waker = relay.waker();
         let (stop, shutdown) = watch::channel(false);
-        Task {
+        let task = Task {
             stop,
             handle: tokio::spawn(relay.run(shutdown)),
-        }
+        };
+        (task, waker)
     }
 
     fn spawn_consumer<H: EventHandler>(&self, handler: H, settings: ConsumerSettings) -> Task {
@@ -360,15 +366,16 @@ async fn an_event_committed_while_the_relay_is_down_is_delivered_after_a_restart
 }
 
 #[tokio::test]
-async fn a_notification_wakes_the_relay_long_before_its_poll() {
+async fn the_waker_wakes_the_relay_long_before_its_poll() {
     let env = Env::new().await;
-    let relay = env.spawn_relay(RelaySettings {
+    let (relay, waker) = env.spawn_relay_with_waker(RelaySettings {
         poll_interval_ms: 60_000,
         ..fast_relay()
     });
-    // Let it become the leader and start listening.
+    // Let it become the leader and go to sleep until its (far) next poll.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let id = env.publish("a").await;
+    waker.wake();
     let started = tokio::time::Instant::now();
     eventually("the event is on the stream", || async {
         env.stream_event_ids().await == [id]

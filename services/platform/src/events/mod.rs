@@ -26,8 +26,8 @@ use tokio::sync::watch;
 pub use consumer::{
     Consumer, ConsumerSettings, DEAD_LETTER_SUFFIX, EventHandler, HandlerError, decode_payload,
 };
-pub use outbox::{NOTIFY_CHANNEL, Outbox};
-pub use relay::{Relay, RelaySettings};
+pub use outbox::Outbox;
+pub use relay::{Relay, RelaySettings, RelayWaker};
 
 /// The name of the field of a stream message that holds the encoded [`Envelope`].
 ///

@@ -1,15 +1,18 @@
 //! The relay: copies committed outbox rows to Redis Streams, in outbox order, one leader at a
 //! time.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
-use sqlx::{Connection as _, PgConnection, PgPool, postgres::PgListener};
-use tokio::{sync::watch, time::Instant};
+use sqlx::{Connection as _, PgConnection, PgPool};
+use tokio::{
+    sync::{Notify, watch},
+    time::Instant,
+};
 
-use super::{ENVELOPE_FIELD, EventError, TYPE_FIELD, is_shutdown, outbox::NOTIFY_CHANNEL};
+use super::{ENVELOPE_FIELD, EventError, TYPE_FIELD, is_shutdown};
 use crate::settings::RedisSettings;
 
 /// Tuning of the relay (`[events.relay]` in a service's settings). Every field has a default.
@@ -18,7 +21,8 @@ use crate::settings::RedisSettings;
 pub struct RelaySettings {
     /// Most outbox rows sent to Redis in one round trip.
     pub batch_size: u32,
-    /// How often the leader looks for unpublished rows when no notification woke it, in ms.
+    /// How often the leader looks for unpublished rows when no `RelayWaker` woke it, in ms:
+    /// the delay of events committed by another replica.
     pub poll_interval_ms: u64,
     /// How often a relay that is not the leader tries to become it, in ms.
     pub leader_retry_ms: u64,
@@ -39,7 +43,7 @@ impl Default for RelaySettings {
     fn default() -> Self {
         Self {
             batch_size: 100,
-            poll_interval_ms: 500,
+            poll_interval_ms: 100,
             leader_retry_ms: 2_000,
             lock_timeout_ms: 2_000,
             retention_secs: 24 * 60 * 60,
@@ -65,6 +69,21 @@ pub struct Relay {
     pool: PgPool,
     redis: ConnectionManager,
     settings: RelaySettings,
+    waker: RelayWaker,
+}
+
+/// Wakes the relay of this process right after a transaction that wrote events committed, so
+/// they go out at once rather than at the next poll. Cheap to clone. A wake while the relay is
+/// busy is kept for its next wait, so none is lost; when another replica leads, its poll
+/// ([`RelaySettings::poll_interval_ms`]) finds the rows.
+#[derive(Clone, Debug, Default)]
+pub struct RelayWaker(Arc<Notify>);
+
+impl RelayWaker {
+    /// Tells the relay that events were committed.
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
 }
 
 /// One unpublished outbox row.
@@ -93,7 +112,13 @@ impl Relay {
             pool,
             redis,
             settings,
+            waker: RelayWaker::default(),
         })
+    }
+
+    /// The waker that services call after committing events (see [`RelayWaker`]).
+    pub fn waker(&self) -> RelayWaker {
+        self.waker.clone()
     }
 
     /// Runs until `shutdown` turns `true`: tries to become the leader, and while leading
@@ -168,8 +193,6 @@ impl Relay {
             .bind(format!("{}ms", self.settings.lock_timeout_ms))
             .execute(&mut *conn)
             .await?;
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(NOTIFY_CHANNEL).await?;
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         let cleanup_every = Duration::from_millis(self.settings.cleanup_interval_ms);
         let mut next_cleanup = Instant::now();
@@ -188,9 +211,7 @@ impl Relay {
             tokio::select! {
                 biased;
                 () = super::shutdown_requested(shutdown) => return Ok(()),
-                // A notification or a lost (and re-established) listening connection: either
-                // way, look. Notifications missed while it was down are caught by the poll.
-                notification = listener.try_recv() => { notification?; }
+                () = self.waker.0.notified() => {}
                 () = tokio::time::sleep(poll) => {}
             }
         }
@@ -199,7 +220,7 @@ impl Relay {
     /// Publishes the next batch of unpublished rows; returns how many.
     async fn publish_batch(&mut self, conn: &mut PgConnection) -> Result<usize, EventError> {
         // A cheap look first, without the table lock: polling an empty outbox must not block
-        // writers. Rows committed after this look sent a notification, which wakes us again.
+        // writers. Rows committed after this look are found by the next wake or poll.
         let pending: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)")
                 .fetch_one(&mut *conn)
