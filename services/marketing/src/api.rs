@@ -141,7 +141,6 @@ impl PartnerApi {
             violations.add("partner", "is required");
             return Err(violations.into());
         };
-        let id = violations.check("partner.id", values::uuid(&changes.id));
         let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
         if paths.is_empty() {
             violations.add("update_mask", "is required: name the fields to change");
@@ -157,21 +156,11 @@ impl PartnerApi {
                 );
             }
         }
-        if request.etag.is_empty() {
-            violations.add("etag", "is required: pass the etag read with the partner");
-        }
-        if !violations.is_empty() {
-            return Err(violations.into());
-        }
-        let id = id.expect("checked above");
-
-        let mut tx = self.pool.begin().await?;
-        let current = store::get_partner(&mut tx, id, true)
-            .await?
-            .ok_or(MarketingError::PartnerNotFound(id))?;
-        if current.etag() != request.etag {
-            return Err(MarketingError::StaleEtag);
-        }
+        let (tx, current) = self
+            .begin_change("partner.id", &changes.id, &request.etag, violations)
+            .await?;
+        let id = current.id;
+        let mut violations = FieldViolations::new();
         let mut merged = partner_to_proto(&current);
         apply_mask(&mut merged, &changes, &paths);
         let Some(mut draft) = partner_draft(&merged, "partner", &mut violations) else {
@@ -232,14 +221,17 @@ impl PartnerApi {
         Ok(updated.clone())
     }
 
-    /// Loads a partner for a state change checked against `etag`.
+    /// Opens the transaction of a change to the partner `id` (the request field `id_field`) and
+    /// loads it locked, checked against `etag`; `violations` are those the caller already found
+    /// in the rest of the request, reported together with these.
     async fn begin_change(
         &self,
+        id_field: &str,
         id: &str,
         etag: &str,
+        mut violations: FieldViolations,
     ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, Partner), MarketingError> {
-        let mut violations = FieldViolations::new();
-        let id = violations.check("id", values::uuid(id));
+        let id = violations.check(id_field, values::uuid(id));
         if etag.is_empty() {
             violations.add("etag", "is required: pass the etag read with the partner");
         }
@@ -442,7 +434,9 @@ impl PartnerService for PartnerApi {
         let caller = Caller::of(&request)?.clone();
         caller.require_any_role(WRITERS)?;
         let request = request.into_inner();
-        let (tx, current) = self.begin_change(&request.id, &request.etag).await?;
+        let (tx, current) = self
+            .begin_change("id", &request.id, &request.etag, FieldViolations::new())
+            .await?;
         let now = self.clock.now();
         let mut updated = Partner {
             update_time: now,
@@ -472,7 +466,9 @@ impl PartnerService for PartnerApi {
         let caller = Caller::of(&request)?.clone();
         caller.require_any_role(WRITERS)?;
         let request = request.into_inner();
-        let (tx, current) = self.begin_change(&request.id, &request.etag).await?;
+        let (tx, current) = self
+            .begin_change("id", &request.id, &request.etag, FieldViolations::new())
+            .await?;
         if current.state == State::Archived {
             return Err(MarketingError::FailedPrecondition(
                 "the partner is already archived".into(),

@@ -94,84 +94,75 @@ pub async fn claim_create_request(
     Ok(RequestClaim::Existing(existing))
 }
 
+/// Binds `$1`..`$20` of the partner statements below, which share this order: id, the client's
+/// fields, state, convert time, update time, updater, version.
+fn bind_partner<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    p: &'q Partner,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let d = &p.draft;
+    query
+        .bind(p.id)
+        .bind(d.kind.as_str())
+        .bind(&d.name)
+        .bind(d.fiscal_code.as_ref().map_or("", FiscalCode::as_str))
+        .bind(&d.city)
+        .bind(&d.county)
+        .bind(d.country.as_str())
+        .bind(d.annual_turnover.as_ref().map(|m| m.units))
+        .bind(d.annual_turnover.as_ref().map(|m| m.currency.as_str()))
+        .bind(d.employee_count)
+        .bind(&d.activity_domain)
+        .bind(&d.activities_of_interest)
+        .bind(&d.competitor_ids)
+        .bind(uuid_text(d.sales_rep_staff_id))
+        .bind(uuid_text(d.service_rep_staff_id))
+        .bind(p.state.as_str())
+        .bind(p.convert_time)
+        .bind(p.update_time)
+        .bind(&p.updater)
+        .bind(p.version)
+}
+
 /// Inserts a new partner with its sites and contacts (ids already assigned).
 pub async fn insert_partner(conn: &mut PgConnection, p: &Partner) -> sqlx::Result<()> {
-    let d = &p.draft;
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO partners (id, kind, name, fiscal_code, city, county, country, \
          turnover_units, turnover_currency, employee_count, activity_domain, \
          activities_of_interest, competitor_ids, sales_rep_staff_id, service_rep_staff_id, \
-         state, convert_time, create_time, update_time, creator, updater, version) \
+         state, convert_time, update_time, updater, version, create_time, creator) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
          $18, $19, $20, $21, $22)",
-    )
-    .bind(p.id)
-    .bind(d.kind.as_str())
-    .bind(&d.name)
-    .bind(d.fiscal_code.as_ref().map_or("", FiscalCode::as_str))
-    .bind(&d.city)
-    .bind(&d.county)
-    .bind(d.country.as_str())
-    .bind(d.annual_turnover.as_ref().map(|m| m.units))
-    .bind(d.annual_turnover.as_ref().map(|m| m.currency.as_str()))
-    .bind(d.employee_count)
-    .bind(&d.activity_domain)
-    .bind(&d.activities_of_interest)
-    .bind(&d.competitor_ids)
-    .bind(uuid_text(d.sales_rep_staff_id))
-    .bind(uuid_text(d.service_rep_staff_id))
-    .bind(p.state.as_str())
-    .bind(p.convert_time)
-    .bind(p.create_time)
-    .bind(p.update_time)
-    .bind(&p.creator)
-    .bind(&p.updater)
-    .bind(p.version)
-    .execute(&mut *conn)
-    .await?;
+    );
+    bind_partner(query, p)
+        .bind(p.create_time)
+        .bind(&p.creator)
+        .execute(&mut *conn)
+        .await?;
     upsert_sites_and_contacts(conn, p).await
 }
 
 /// Writes every field of `p` over the stored partner if its version is still
-/// `expected_version`; returns false when someone changed it since (stale etag).
+/// `expected_version`; returns false when someone changed it since (stale etag). Creation time
+/// and creator never change.
 pub async fn update_partner(
     conn: &mut PgConnection,
     p: &Partner,
     expected_version: i64,
 ) -> sqlx::Result<bool> {
-    let d = &p.draft;
-    let updated = sqlx::query(
+    let query = sqlx::query(
         "UPDATE partners SET kind = $2, name = $3, fiscal_code = $4, city = $5, county = $6, \
          country = $7, turnover_units = $8, turnover_currency = $9, employee_count = $10, \
          activity_domain = $11, activities_of_interest = $12, competitor_ids = $13, \
          sales_rep_staff_id = $14, service_rep_staff_id = $15, state = $16, convert_time = $17, \
          update_time = $18, updater = $19, version = $20 \
          WHERE id = $1 AND version = $21",
-    )
-    .bind(p.id)
-    .bind(d.kind.as_str())
-    .bind(&d.name)
-    .bind(d.fiscal_code.as_ref().map_or("", FiscalCode::as_str))
-    .bind(&d.city)
-    .bind(&d.county)
-    .bind(d.country.as_str())
-    .bind(d.annual_turnover.as_ref().map(|m| m.units))
-    .bind(d.annual_turnover.as_ref().map(|m| m.currency.as_str()))
-    .bind(d.employee_count)
-    .bind(&d.activity_domain)
-    .bind(&d.activities_of_interest)
-    .bind(&d.competitor_ids)
-    .bind(uuid_text(d.sales_rep_staff_id))
-    .bind(uuid_text(d.service_rep_staff_id))
-    .bind(p.state.as_str())
-    .bind(p.convert_time)
-    .bind(p.update_time)
-    .bind(&p.updater)
-    .bind(p.version)
-    .bind(expected_version)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    );
+    let updated = bind_partner(query, p)
+        .bind(expected_version)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
     if updated == 0 {
         return Ok(false);
     }

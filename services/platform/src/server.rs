@@ -117,14 +117,7 @@ pub fn reflection_v1(
 ) -> tonic_reflection::server::v1::ServerReflectionServer<
     impl tonic_reflection::server::v1::ServerReflection,
 > {
-    let mut builder = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name("grpc.health.v1.Health");
-    for name in service_names {
-        builder = builder.with_service_name(name.clone());
-    }
-    builder
+    reflection(service_names)
         .build_v1()
         .expect("the embedded descriptor sets are valid")
 }
@@ -135,16 +128,19 @@ pub fn reflection_v1alpha(
 ) -> tonic_reflection::server::v1alpha::ServerReflectionServer<
     impl tonic_reflection::server::v1alpha::ServerReflection,
 > {
-    let mut builder = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name("grpc.health.v1.Health");
-    for name in service_names {
-        builder = builder.with_service_name(name.clone());
-    }
-    builder
+    reflection(service_names)
         .build_v1alpha()
         .expect("the embedded descriptor sets are valid")
+}
+
+fn reflection(service_names: &[String]) -> tonic_reflection::server::Builder<'static> {
+    service_names.iter().fold(
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health"),
+        |builder, name| builder.with_service_name(name.clone()),
+    )
 }
 
 /// The span of one gRPC request, a child of the caller's trace when it sent `traceparent`.
