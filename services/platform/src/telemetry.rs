@@ -212,3 +212,73 @@ impl Injector for HeaderInjector<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic::service::Interceptor as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+    /// Runs `f` under a subscriber that gives spans OpenTelemetry contexts, as `init` does.
+    fn traced<T>(f: impl FnOnce() -> T) -> T {
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, f)
+    }
+
+    #[test]
+    fn a_call_continues_the_callers_trace_into_the_next_call_and_the_envelope() {
+        traced(|| {
+            let mut incoming = http::HeaderMap::new();
+            incoming.insert(
+                "traceparent",
+                format!("00-{TRACE_ID}-00f067aa0ba902b7-01")
+                    .parse()
+                    .unwrap(),
+            );
+            let span = tracing::info_span!("request", trace_id = tracing::field::Empty);
+            set_parent_from_headers(&span, &incoming);
+            assert_eq!(trace_id(&span).as_deref(), Some(TRACE_ID));
+
+            // Client side: an outgoing call made inside the span carries the same trace.
+            let outgoing = span.in_scope(|| {
+                TraceContextInterceptor
+                    .call(tonic::Request::new(()))
+                    .unwrap()
+            });
+            let traceparent = outgoing
+                .metadata()
+                .get("traceparent")
+                .unwrap()
+                .to_str()
+                .unwrap();
+            assert!(
+                traceparent.starts_with(&format!("00-{TRACE_ID}-")),
+                "{traceparent}"
+            );
+
+            // Envelope side: the consumer's span joins the producer's trace.
+            let (envelope_parent, _) = trace_headers(&span);
+            let consumer = tracing::info_span!("consume");
+            set_remote_parent(&consumer, &envelope_parent, "");
+            assert_eq!(trace_id(&consumer).as_deref(), Some(TRACE_ID));
+        });
+    }
+
+    #[test]
+    fn without_incoming_context_a_new_trace_starts() {
+        traced(|| {
+            let span = tracing::info_span!("request");
+            set_parent_from_headers(&span, &http::HeaderMap::new());
+            let id = trace_id(&span).expect("a root span has a trace id");
+            assert_ne!(id, TRACE_ID);
+            let mut headers = http::HeaderMap::new();
+            inject_headers(&span, &mut headers);
+            assert!(headers["traceparent"].to_str().unwrap().contains(&id));
+        });
+    }
+}
