@@ -378,6 +378,61 @@ impl Interceptor for AuthInterceptor {
     }
 }
 
+/// How long a service token lives; [`ServiceCallInterceptor`] renews it well before.
+const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+/// A cached service token is replaced when less than this is left of it.
+const SERVICE_TOKEN_RENEW_BEFORE: Duration = Duration::from_secs(60);
+
+/// A tonic client interceptor for calls from one CRM service to another: it presents a service
+/// token (`service:<name>`, renewed before it expires) and carries the current trace context,
+/// so the callee knows who calls and the call joins the caller's trace (X4). Cheap to clone.
+#[derive(Clone)]
+pub struct ServiceCallInterceptor {
+    name: String,
+    issuer: TokenIssuer,
+    cached: Arc<std::sync::Mutex<Option<(String, std::time::Instant)>>>,
+}
+
+impl ServiceCallInterceptor {
+    /// An interceptor for the service `name`, signing with `settings.service_secret`.
+    pub fn new(name: &str, settings: &AuthSettings) -> Self {
+        Self {
+            name: name.to_owned(),
+            issuer: TokenIssuer::for_services(settings),
+            cached: Arc::default(),
+        }
+    }
+
+    fn token(&self) -> String {
+        let mut cached = self
+            .cached
+            .lock()
+            .expect("token cache mutex is never poisoned");
+        let now = std::time::Instant::now();
+        match &*cached {
+            Some((token, expires)) if *expires > now + SERVICE_TOKEN_RENEW_BEFORE => token.clone(),
+            _ => {
+                let token = self
+                    .issuer
+                    .issue_service_token(&self.name, SERVICE_TOKEN_TTL);
+                *cached = Some((token.clone(), now + SERVICE_TOKEN_TTL));
+                token
+            }
+        }
+    }
+}
+
+impl Interceptor for ServiceCallInterceptor {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let mut request = crate::telemetry::TraceContextInterceptor.call(request)?;
+        let value = format!("Bearer {}", self.token())
+            .parse()
+            .map_err(|_| Status::internal("service token is not a valid header value"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,5 +502,27 @@ mod tests {
             verifier.verify_header(None),
             Err(AuthError::Missing)
         ));
+    }
+
+    #[test]
+    fn a_service_call_presents_a_service_token_that_verifies() {
+        let s = settings();
+        let mut interceptor = ServiceCallInterceptor::new("tasks", &s);
+        let request = interceptor.call(Request::new(())).unwrap();
+        let header = request
+            .metadata()
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let caller = TokenVerifier::from_settings(&s)
+            .unwrap()
+            .verify_header(Some(header))
+            .unwrap();
+        assert_eq!(caller.subject, "service:tasks");
+        assert!(caller.is_service);
+        // The token is reused while it is fresh.
+        let again = interceptor.call(Request::new(())).unwrap();
+        assert_eq!(again.metadata().get("authorization").unwrap(), header);
     }
 }
