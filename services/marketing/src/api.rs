@@ -43,16 +43,18 @@ impl PartnerApi {
         }
     }
 
-    /// Checks the competitors named by a draft exist and are competitors.
+    /// Checks the competitors named by a draft exist and are competitors, on `conn`: inside an
+    /// update that is the update's own transaction, so a call never waits for a second pooled
+    /// connection while holding one (which starves the pool under load).
     async fn check_competitors(
-        &self,
+        conn: &mut sqlx::PgConnection,
         draft: &partner::PartnerDraft,
         violations: &mut FieldViolations,
     ) -> Result<(), MarketingError> {
         if draft.competitor_ids.is_empty() {
             return Ok(());
         }
-        let wrong = store::non_competitors(&self.pool, &draft.competitor_ids).await?;
+        let wrong = store::non_competitors(conn, &draft.competitor_ids).await?;
         for (i, id) in draft.competitor_ids.iter().enumerate() {
             if wrong.contains(id) {
                 violations.add(
@@ -83,7 +85,10 @@ impl PartnerApi {
             for (field, reason) in partner::check_draft(draft, None, &[], &[]) {
                 violations.add(format!("partner.{field}"), reason);
             }
-            self.check_competitors(draft, &mut violations).await?;
+            if !draft.competitor_ids.is_empty() {
+                let mut conn = self.pool.acquire().await?;
+                Self::check_competitors(&mut conn, draft, &mut violations).await?;
+            }
         }
         let (Some(mut draft), Some(request_id)) = (draft, request_id) else {
             return Err(violations.into());
@@ -156,7 +161,7 @@ impl PartnerApi {
                 );
             }
         }
-        let (tx, current) = self
+        let (mut tx, current) = self
             .begin_change("partner.id", &changes.id, &request.etag, violations)
             .await?;
         let id = current.id;
@@ -171,7 +176,7 @@ impl PartnerApi {
         for (field, reason) in partner::check_draft(&draft, Some(id), &site_ids, &contact_ids) {
             violations.add(format!("partner.{field}"), reason);
         }
-        self.check_competitors(&draft, &mut violations).await?;
+        Self::check_competitors(&mut tx, &draft, &mut violations).await?;
         if !violations.is_empty() {
             return Err(violations.into());
         }

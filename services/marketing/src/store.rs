@@ -299,11 +299,11 @@ pub async fn get_partners(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result
 }
 
 /// The ids among `ids` that are not partners of kind competitor.
-pub async fn non_competitors(pool: &PgPool, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+pub async fn non_competitors(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
     let competitors: Vec<Uuid> =
         sqlx::query_scalar("SELECT id FROM partners WHERE id = ANY($1) AND kind = 'competitor'")
             .bind(ids)
-            .fetch_all(pool)
+            .fetch_all(&mut *conn)
             .await?;
     Ok(ids
         .iter()

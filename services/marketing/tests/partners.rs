@@ -42,6 +42,10 @@ fn auth_settings() -> crm_platform::auth::AuthSettings {
 }
 
 async fn start() -> Service {
+    start_with(|_| {}).await
+}
+
+async fn start_with(adjust: impl FnOnce(&mut Settings)) -> Service {
     let db = TestDatabase::create("marketing").await;
     let mut settings = Settings::load(None).unwrap();
     // As the binary does: spans get trace ids, so trace context reaches the events.
@@ -53,6 +57,7 @@ async fn start() -> Service {
     settings.redis = redis_settings();
     settings.relay.poll_interval_ms = 50;
     settings.blob.root = std::env::temp_dir().join("crm-marketing-test-blobs");
+    adjust(&mut settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -862,4 +867,32 @@ async fn a_partner_has_at_most_one_head_office() {
     .await;
     let flags: Vec<bool> = created.sites.iter().map(|s| s.head_office).collect();
     assert_eq!(flags, [false, true]);
+}
+
+/// An update holds its transaction's connection while it checks the competitors: the check must
+/// run on that connection, or a busy service waits for a second one while holding the first.
+#[tokio::test]
+async fn an_update_needs_only_one_database_connection() {
+    let mut s = start_with(|settings| settings.database.max_connections = 1).await;
+    let rival = create(&mut s, partner("Rival SA", pb::PartnerKind::Competitor)).await;
+    let customer = create(&mut s, partner("Customer SRL", pb::PartnerKind::Customer)).await;
+    let updated = tokio::time::timeout(
+        Duration::from_secs(5),
+        s.client.update_partner(as_sales(pb::UpdatePartnerRequest {
+            partner: Some(pb::Partner {
+                id: customer.id.clone(),
+                competitor_ids: vec![rival.id.clone()],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["competitor_ids".into()],
+            }),
+            etag: customer.etag.clone(),
+        })),
+    )
+    .await
+    .expect("the update finishes without waiting for a second connection")
+    .unwrap()
+    .into_inner();
+    assert_eq!(updated.competitor_ids, [rival.id]);
 }
