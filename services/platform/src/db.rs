@@ -52,12 +52,21 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_secs(10))
         .connect_lazy_with(options);
-    // The schema must exist before the first query that relies on the search path. The name was
-    // validated as an identifier by the settings, so quoting it is enough.
-    pool.execute(sqlx::AssertSqlSafe(format!(
-        "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
-    )))
-    .await?;
+    // The schema must exist before the first query that relies on the search path. Look first:
+    // CREATE SCHEMA needs the CREATE privilege on the database even when the schema exists, and
+    // a production role that owns only its schema does not have it.
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(&schema)
+            .fetch_one(&pool)
+            .await?;
+    if !exists {
+        // The name was validated as an identifier by the settings, so quoting it is enough.
+        pool.execute(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+        )))
+        .await?;
+    }
     Ok(pool)
 }
 
