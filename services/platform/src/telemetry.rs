@@ -9,6 +9,7 @@ use opentelemetry::{
     propagation::{Extractor, Injector, TextMapPropagator as _},
     trace::{TraceContextExt as _, TracerProvider as _},
 };
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use serde::Deserialize;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -21,6 +22,11 @@ pub struct TelemetrySettings {
     pub log_format: LogFormat,
     /// Default `tracing` filter, e.g. `info,sqlx=warn`; `RUST_LOG` overrides it.
     pub log_filter: String,
+    /// OTLP/gRPC endpoint spans are exported to, e.g. `http://otel-collector:4317`. Unset: the
+    /// standard `OTEL_EXPORTER_OTLP_ENDPOINT` variable, and when that is unset too, spans are not
+    /// exported (trace context still propagates).
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// How logs are written.
@@ -49,8 +55,8 @@ impl Drop for TelemetryGuard {
 
 /// Installs the global subscriber for `service`. Spans always get OpenTelemetry trace ids (so
 /// trace context propagates even when nothing is exported); they are exported over OTLP/gRPC
-/// only when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Calling it twice (tests) keeps the first
-/// subscriber.
+/// only when `telemetry.otlp_endpoint` or `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Calling it twice
+/// (tests) keeps the first subscriber.
 pub fn init(service: &str, settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let mut builder = SdkTracerProvider::builder().with_resource(
@@ -58,9 +64,15 @@ pub fn init(service: &str, settings: &TelemetrySettings) -> anyhow::Result<Telem
             .with_service_name(service.to_owned())
             .build(),
     );
-    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+    let endpoint = settings
+        .otlp_endpoint
+        .clone()
+        .or_else(|| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok())
+        .filter(|endpoint| !endpoint.is_empty());
+    if let Some(endpoint) = endpoint {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
+            .with_endpoint(endpoint)
             .build()?;
         builder = builder.with_batch_exporter(exporter);
     }
