@@ -11,6 +11,15 @@ use crate::domain::{
     values::{self, CountryCode, Email, FiscalCode, NonNegativeMoney},
 };
 
+/// Most activities of interest a partner may have.
+const MAX_ACTIVITIES: usize = 100;
+/// Most competitors a partner may name.
+const MAX_COMPETITORS: usize = 100;
+/// Most sites a partner may have.
+const MAX_SITES: usize = 100;
+/// Most contact persons a partner may have.
+const MAX_CONTACTS: usize = 500;
+
 /// Parses the client-settable fields of `p`; `at` is the path of `p` in the request
 /// (`partner`). Output-only fields are ignored.
 pub fn partner_draft(
@@ -75,6 +84,23 @@ pub fn partner_draft(
         format!("{at}.activity_domain"),
         values::text(&p.activity_domain, 100, false),
     );
+    for (field, count, max) in [
+        (
+            "activities_of_interest",
+            p.activities_of_interest.len(),
+            MAX_ACTIVITIES,
+        ),
+        ("competitor_ids", p.competitor_ids.len(), MAX_COMPETITORS),
+        ("sites", p.sites.len(), MAX_SITES),
+        ("contacts", p.contacts.len(), MAX_CONTACTS),
+    ] {
+        if count > max {
+            violations.add(
+                format!("{at}.{field}"),
+                format!("has {count} items; at most {max} are allowed"),
+            );
+        }
+    }
     let activities_of_interest: Vec<Option<String>> = p
         .activities_of_interest
         .iter()
@@ -355,6 +381,25 @@ mod tests {
                 "partner.contacts[0].email",
             ]
         );
+    }
+
+    #[test]
+    fn lists_have_a_limit() {
+        let p = pb::Partner {
+            kind: pb::PartnerKind::Lead as i32,
+            name: "Big".into(),
+            sites: vec![
+                pb::Site {
+                    label: "Depot".into(),
+                    ..Default::default()
+                };
+                101
+            ],
+            ..Default::default()
+        };
+        let mut v = FieldViolations::new();
+        assert!(partner_draft(&p, "partner", &mut v).is_none());
+        assert_eq!(v.violations()[0].field, "partner.sites");
     }
 
     #[test]
