@@ -265,22 +265,19 @@ impl PartnerApi {
         let filter_hash = hasher.finish();
         let after: Option<PartnerCursor> = paging::decode_token(&request.page_token, filter_hash)?;
         // One more than asked tells whether another page exists.
-        let mut partners = store::list_partners(&self.pool, &filter, after.as_ref(), page_size + 1)
+        let mut page = store::list_partners(&self.pool, &filter, after.as_ref(), page_size + 1)
             .await
             .map_err(MarketingError::from)?;
-        let next_page_token = if partners.len() as i64 > page_size {
-            partners.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
-            partners
-                .last()
-                .map(|last| {
-                    paging::encode_token(&(last.draft.name.to_lowercase(), last.id), filter_hash)
-                })
+        let next_page_token = if page.len() as i64 > page_size {
+            page.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
+            page.last()
+                .map(|(_, cursor)| paging::encode_token(cursor, filter_hash))
                 .unwrap_or_default()
         } else {
             String::new()
         };
         Ok(pb::ListPartnersResponse {
-            partners: partners.iter().map(partner_to_proto).collect(),
+            partners: page.iter().map(|(p, _)| partner_to_proto(p)).collect(),
             next_page_token,
         })
     }
@@ -306,7 +303,7 @@ fn changed_fields(before: &Partner, after: &Partner, paths: &[String]) -> Vec<St
 /// Escapes `%`, `_` and `\` so user text matches literally in LIKE.
 fn like_literal(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
-    for c in text.to_lowercase().chars() {
+    for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
             escaped.push('\\');
         }

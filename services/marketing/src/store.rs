@@ -10,12 +10,13 @@ use crate::domain::{
     values::{CountryCode, Email, FiscalCode, NonNegativeMoney},
 };
 
-/// Filters of `ListPartners` (M2), already validated; `None` means "any".
+/// Filters of `ListPartners` (M2), already validated; `None` means "any". Text is compared
+/// case-insensitively by the database.
 #[derive(Clone, Debug, Default, Hash)]
 pub struct PartnerFilter {
-    /// Lower-cased name prefix, LIKE-escaped.
+    /// Name prefix, LIKE-escaped.
     pub name_prefix: Option<String>,
-    /// Lower-cased name fragment, LIKE-escaped.
+    /// Name fragment, LIKE-escaped.
     pub name_contains: Option<String>,
     /// Fiscal code without prefix.
     pub fiscal_code: Option<String>,
@@ -313,22 +314,23 @@ pub async fn non_competitors(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Res
 }
 
 /// One page of partners matching `filter`, after `after`, in (lower(name), id) order; fetches
-/// `limit` rows.
+/// `limit` rows. Each comes with its position in that order, to resume after it: the
+/// database's own `lower(name)`, which may differ from Rust's lower-casing (locales).
 pub async fn list_partners(
     pool: &PgPool,
     filter: &PartnerFilter,
     after: Option<&PartnerCursor>,
     limit: i64,
-) -> sqlx::Result<Vec<Partner>> {
+) -> sqlx::Result<Vec<(Partner, PartnerCursor)>> {
     let mut conn = pool.acquire().await?;
     let rows = sqlx::query(
         "SELECT id, kind, name, fiscal_code, city, county, country, turnover_units, \
          turnover_currency, employee_count, activity_domain, activities_of_interest, \
          competitor_ids, sales_rep_staff_id, service_rep_staff_id, state, convert_time, \
-         create_time, update_time, creator, updater, version \
+         create_time, update_time, creator, updater, version, lower(name) AS sort_name \
          FROM partners \
-         WHERE ($1::text IS NULL OR lower(name) LIKE $1 || '%') \
-           AND ($2::text IS NULL OR lower(name) LIKE '%' || $2 || '%') \
+         WHERE ($1::text IS NULL OR lower(name) LIKE lower($1) || '%') \
+           AND ($2::text IS NULL OR lower(name) LIKE '%' || lower($2) || '%') \
            AND ($3::text IS NULL OR fiscal_code = $3) \
            AND ($4::text IS NULL OR lower(city) = lower($4)) \
            AND ($5::text IS NULL OR lower(county) = lower($5)) \
@@ -367,7 +369,14 @@ pub async fn list_partners(
         .map(partner_from_row)
         .collect::<sqlx::Result<Vec<_>>>()?;
     attach_sites_and_contacts(&mut conn, &mut partners).await?;
-    Ok(partners)
+    partners
+        .into_iter()
+        .zip(&rows)
+        .map(|(partner, row)| {
+            let cursor = (row.try_get("sort_name")?, partner.id);
+            Ok((partner, cursor))
+        })
+        .collect()
 }
 
 /// Every site and contact person whose email is `email`, compared case-insensitively.

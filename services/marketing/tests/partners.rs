@@ -896,3 +896,79 @@ async fn an_update_needs_only_one_database_connection() {
     .into_inner();
     assert_eq!(updated.competitor_ids, [rival.id]);
 }
+
+/// Page tokens hold the database's own sort key: names with upper-case letters beyond ASCII
+/// (Romanian diacritics) are neither skipped nor repeated between pages.
+#[tokio::test]
+async fn paging_is_exact_for_names_with_diacritics() {
+    let mut s = start().await;
+    // İ and a final Σ are lower-cased differently by Rust and by PostgreSQL whatever its
+    // locale; the names after them in the order would be skipped or repeated.
+    let names = [
+        "Ștefan SRL",
+        "Șerban SA",
+        "Țara Bârsei",
+        "İstanbul Trade",
+        "Isuzu Auto",
+        "ΣΟΦΟΣ",
+        "Ωmega SRL",
+        "Îngeri",
+        "stefan Ltd",
+    ];
+    for name in names {
+        create(&mut s, partner(name, pb::PartnerKind::Lead)).await;
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    for _ in 0..20 {
+        let page = s
+            .client
+            .list_partners(as_sales(pb::ListPartnersRequest {
+                page_size: 1,
+                page_token: token.clone(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.partners.into_iter().map(|p| p.name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut expected: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    expected.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(
+        got, expected,
+        "every partner exactly once, in pages: {seen:?}"
+    );
+}
+
+/// Name searches fold case beyond ASCII, as Romanian names need.
+#[tokio::test]
+async fn name_searches_ignore_the_case_of_diacritics() {
+    let mut s = start().await;
+    create(&mut s, partner("ȘTEFAN AGRO SRL", pb::PartnerKind::Lead)).await;
+    create(&mut s, partner("Stefan Ltd", pb::PartnerKind::Lead)).await;
+    for (prefix, contains) in [("ștefan", ""), ("", "tefan agro"), ("", "ȘTEF")] {
+        let found = s
+            .client
+            .list_partners(as_sales(pb::ListPartnersRequest {
+                name_prefix: prefix.into(),
+                name_contains: contains.into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let names: Vec<String> = found.partners.into_iter().map(|p| p.name).collect();
+        assert_eq!(
+            names,
+            ["ȘTEFAN AGRO SRL"],
+            "prefix {prefix:?}, contains {contains:?}"
+        );
+    }
+}
