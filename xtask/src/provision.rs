@@ -284,19 +284,27 @@ impl PostgresCluster {
             }
             // Superuser `crm`, trusted on local connections: a private, loopback-only cluster.
             // Quiet (its advice on starting the server is not for us); errors carry its stderr.
-            process::output(cluster.server_program("initdb").args([
-                "--pgdata",
-                &cluster.data.to_string_lossy(),
-                "--username",
-                "crm",
-                "--auth",
-                "trust",
-                "--encoding",
-                "UTF8",
-                "--locale",
-                "C",
-                "--no-sync",
-            ]))?;
+            let initdb = |locale: &str| {
+                process::output(cluster.server_program("initdb").args([
+                    "--pgdata",
+                    &cluster.data.to_string_lossy(),
+                    "--username",
+                    "crm",
+                    "--auth",
+                    "trust",
+                    "--encoding",
+                    "UTF8",
+                    "--locale",
+                    locale,
+                    "--no-sync",
+                ]))
+            };
+            // C.UTF-8: code-point order like C, but lower() folds every letter (Ș → ș), as on a
+            // production cluster with a UTF-8 locale; plain C where the system lacks it.
+            if let Err(err) = initdb("C.UTF-8") {
+                println!("xtask: the C.UTF-8 locale is not available ({err:#}); using C");
+                initdb("C")?;
+            }
         }
 
         if cluster.is_running() {
