@@ -4,9 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use crm_platform::{
-    auth::{
-        AuthSettings, DEV_AUDIENCE, DEV_HS256_SECRET, DEV_ISSUER, DEV_SERVICE_SECRET, TokenIssuer,
-    },
+    auth::{AuthSettings, TokenIssuer},
     settings::{RedisSettings, ServerSettings},
     testing::{TestDatabase, redis_settings},
 };
@@ -131,21 +129,9 @@ async fn wait_serving(addr: SocketAddr, service: &str) {
     panic!("{addr} never reported SERVING for {service:?}");
 }
 
-/// The development auth settings every service uses by default.
-pub fn dev_auth() -> AuthSettings {
-    AuthSettings {
-        hs256_secret: Some(DEV_HS256_SECRET.into()),
-        rs256_public_key_file: None,
-        jwks_file: None,
-        issuer: DEV_ISSUER.into(),
-        audience: DEV_AUDIENCE.into(),
-        service_secret: DEV_SERVICE_SECRET.into(),
-    }
-}
-
 /// A development token for `user` with `roles`.
 pub fn token(user: &str, roles: &[&str]) -> String {
-    TokenIssuer::for_users(&dev_auth())
+    TokenIssuer::for_users(&AuthSettings::development())
         .expect("development secret")
         .issue(user, roles, Duration::from_secs(600))
 }

@@ -5,10 +5,7 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, Result};
 use clap::Args;
-use crm_platform::auth::{
-    AuthSettings, DEV_AUDIENCE, DEV_HS256_SECRET, DEV_ISSUER, DEV_SERVICE_SECRET, TokenIssuer,
-};
-use secrecy::SecretString;
+use crm_platform::auth::{AuthSettings, TokenIssuer};
 
 #[derive(Args)]
 pub struct TokenArgs {
@@ -44,15 +41,7 @@ pub fn run(args: &TokenArgs) -> Result<ExitCode> {
 
 /// A user token signed with the development secret.
 pub fn issue(user: &str, roles: &[&str], ttl: Duration) -> Result<String> {
-    let settings = AuthSettings {
-        hs256_secret: Some(SecretString::from(DEV_HS256_SECRET)),
-        rs256_public_key_file: None,
-        jwks_file: None,
-        issuer: DEV_ISSUER.to_owned(),
-        audience: DEV_AUDIENCE.to_owned(),
-        service_secret: SecretString::from(DEV_SERVICE_SECRET),
-    };
-    let issuer = TokenIssuer::for_users(&settings)
+    let issuer = TokenIssuer::for_users(&AuthSettings::development())
         .context("the development settings have no HS256 secret")?;
     Ok(issuer.issue(user, roles, ttl))
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crm_marketing::config::Settings;
 use crm_platform::{
-    auth::{DEV_AUDIENCE, DEV_HS256_SECRET, DEV_ISSUER, DEV_SERVICE_SECRET, TokenIssuer},
+    auth::TokenIssuer,
     settings::ServerSettings,
     testing::{TestDatabase, redis_settings},
 };
@@ -26,19 +26,8 @@ struct Service {
 }
 
 fn token(user: &str, roles: &[&str]) -> String {
-    let issuer = TokenIssuer::for_users(&auth_settings()).unwrap();
+    let issuer = TokenIssuer::for_users(&crm_platform::auth::AuthSettings::development()).unwrap();
     issuer.issue(user, roles, Duration::from_secs(600))
-}
-
-fn auth_settings() -> crm_platform::auth::AuthSettings {
-    crm_platform::auth::AuthSettings {
-        hs256_secret: Some(DEV_HS256_SECRET.into()),
-        rs256_public_key_file: None,
-        jwks_file: None,
-        issuer: DEV_ISSUER.into(),
-        audience: DEV_AUDIENCE.into(),
-        service_secret: DEV_SERVICE_SECRET.into(),
-    }
 }
 
 async fn start() -> Service {

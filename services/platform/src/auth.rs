@@ -29,6 +29,19 @@ pub struct AuthSettings {
 }
 
 impl AuthSettings {
+    /// The development settings every service starts with by default (the `DEV_*` constants):
+    /// what `cargo xtask token` and the tests sign with.
+    pub fn development() -> Self {
+        Self {
+            hs256_secret: Some(DEV_HS256_SECRET.into()),
+            rs256_public_key_file: None,
+            jwks_file: None,
+            issuer: DEV_ISSUER.into(),
+            audience: DEV_AUDIENCE.into(),
+            service_secret: DEV_SERVICE_SECRET.into(),
+        }
+    }
+
     /// At least one way to verify user tokens, and non-empty secrets.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.hs256_secret.is_none()
