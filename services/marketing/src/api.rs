@@ -186,13 +186,9 @@ impl PartnerApi {
         for contact in &mut draft.contacts {
             contact.id.get_or_insert_with(Uuid::now_v7);
         }
-        let now = self.clock.now();
         let updated = Partner {
             draft,
-            update_time: now,
-            updater: caller.subject.clone(),
-            version: current.version + 1,
-            ..current.clone()
+            ..current.next_version(&caller.subject, self.clock.now())
         };
         let changed = changed_fields(&current, &updated, &paths);
         if changed.is_empty() {
@@ -440,12 +436,7 @@ impl PartnerService for PartnerApi {
             .begin_change("id", &request.id, &request.etag, FieldViolations::new())
             .await?;
         let now = self.clock.now();
-        let mut updated = Partner {
-            update_time: now,
-            updater: caller.subject.clone(),
-            version: current.version + 1,
-            ..current.clone()
-        };
+        let mut updated = current.next_version(&caller.subject, now);
         updated
             .convert_lead(now)
             .map_err(|err| MarketingError::FailedPrecondition(err.to_string()))?;
@@ -479,10 +470,7 @@ impl PartnerService for PartnerApi {
         }
         let updated = Partner {
             state: State::Archived,
-            update_time: self.clock.now(),
-            updater: caller.subject.clone(),
-            version: current.version + 1,
-            ..current.clone()
+            ..current.next_version(&caller.subject, self.clock.now())
         };
         let updated = self
             .save_changed(tx, &current, &updated, vec!["state".into()])

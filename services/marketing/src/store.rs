@@ -417,6 +417,8 @@ async fn attach_sites_and_contacts(
         return Ok(());
     }
     let ids: Vec<Uuid> = partners.iter().map(|p| p.id).collect();
+    let index: std::collections::HashMap<Uuid, usize> =
+        ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
     let sites = sqlx::query(
         "SELECT id, partner_id, label, address, city, county, country, email, phone, head_office \
          FROM partner_sites WHERE partner_id = ANY($1) ORDER BY partner_id, position",
@@ -437,8 +439,8 @@ async fn attach_sites_and_contacts(
             phone: row.try_get("phone")?,
             head_office: row.try_get("head_office")?,
         };
-        if let Some(p) = partners.iter_mut().find(|p| p.id == partner_id) {
-            p.draft.sites.push(site);
+        if let Some(&i) = index.get(&partner_id) {
+            partners[i].draft.sites.push(site);
         }
     }
     let contacts = sqlx::query(
@@ -458,8 +460,8 @@ async fn attach_sites_and_contacts(
             phone: row.try_get("phone")?,
             site_id: row.try_get("site_id")?,
         };
-        if let Some(p) = partners.iter_mut().find(|p| p.id == partner_id) {
-            p.draft.contacts.push(contact);
+        if let Some(&i) = index.get(&partner_id) {
+            partners[i].draft.contacts.push(contact);
         }
     }
     Ok(())

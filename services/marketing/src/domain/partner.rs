@@ -279,6 +279,17 @@ impl Partner {
         etag_of(self.version)
     }
 
+    /// The next version of this partner, changed by `updater` at `at`; the caller then changes
+    /// what the change is about. Id, creation and creator stay.
+    pub fn next_version(&self, updater: &str, at: DateTime<Utc>) -> Partner {
+        Partner {
+            update_time: at,
+            updater: updater.to_owned(),
+            version: self.version + 1,
+            ..self.clone()
+        }
+    }
+
     /// Turns a lead into a customer at `at`, keeping everything else.
     pub fn convert_lead(&mut self, at: DateTime<Utc>) -> Result<(), ConversionError> {
         if self.draft.kind != Kind::Lead {
