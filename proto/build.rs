@@ -28,6 +28,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
     tonic_prost_build::configure()
+        // Bad input decodes to INVALID_ARGUMENT naming the field, not INTERNAL (see codec.rs).
+        .codec_path("crate::codec::CrmCodec")
         .include_file("crm.rs")
         .compile_fds_with_config(descriptors, config)?;
     Ok(())

@@ -4,6 +4,8 @@
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
+pub mod codec;
+
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/crm.rs"));
 }

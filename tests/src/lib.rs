@@ -1,12 +1,11 @@
 //! The whole CRM started in-process for cross-service scenarios: every service on port 0, each
 //! with its own fresh database, sharing one Redis stream prefix, behind the gateway.
 
-use std::{net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
 use crm_platform::{
-    auth::{AuthSettings, TokenIssuer},
     settings::{RedisSettings, ServerSettings},
-    testing::{TestDatabase, redis_settings},
+    testing::{self, TestDatabase, redis_settings},
 };
 use tonic::transport::Channel;
 
@@ -43,21 +42,12 @@ fn stopper() -> (
 impl Stack {
     /// Starts marketing and the gateway and waits until both report SERVING.
     pub async fn start() -> Self {
-        let mut marketing_settings = crm_marketing::config::Settings::load(None).expect("defaults");
-        // As the binaries do: spans get trace ids, so trace context reaches events.
-        std::mem::forget(
-            crm_platform::telemetry::init("crm-tests", &marketing_settings.telemetry)
-                .expect("telemetry"),
-        );
         let redis = redis_settings();
+        let mut marketing_settings = crm_marketing::config::Settings::load(None).expect("defaults");
+        testing::init_telemetry(&marketing_settings.base);
         let marketing_db = TestDatabase::create("marketing").await;
-        marketing_settings.database = marketing_db.settings.clone();
-        marketing_settings.redis = redis.clone();
-        marketing_settings.relay.poll_interval_ms = 50;
+        testing::use_test_backing(&mut marketing_settings.base, &marketing_db, redis.clone());
         let (marketing_listener, marketing) = listener().await;
-        marketing_settings.server = ServerSettings {
-            listen_addr: marketing,
-        };
         let (stop_marketing, marketing_stopped) = stopper();
         tokio::spawn(crm_marketing::run(
             marketing_settings,
@@ -67,9 +57,7 @@ impl Stack {
 
         let mut gateway_settings = crm_gateway::config::Settings::load(None).expect("defaults");
         let (gateway_listener, gateway) = listener().await;
-        gateway_settings.server = ServerSettings {
-            listen_addr: gateway,
-        };
+        gateway_settings.server = ServerSettings::on(gateway);
         gateway_settings
             .routes
             .insert("marketing".into(), format!("http://{marketing}"));
@@ -80,8 +68,8 @@ impl Stack {
             gateway_stopped,
         ));
 
-        wait_serving(marketing, "crm.marketing.v1.PartnerService").await;
-        wait_serving(gateway, "").await;
+        testing::wait_serving(marketing, "crm.marketing.v1.PartnerService").await;
+        testing::wait_serving(gateway, "").await;
         Self {
             gateway,
             marketing,
@@ -106,44 +94,4 @@ pub async fn channel(addr: SocketAddr) -> Channel {
         .expect("connect")
 }
 
-async fn wait_serving(addr: SocketAddr, service: &str) {
-    use tonic_health::pb::{
-        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-    };
-    for _ in 0..300 {
-        if let Ok(channel) = Channel::from_shared(format!("http://{addr}"))
-            .expect("valid uri")
-            .connect()
-            .await
-            && let Ok(response) = HealthClient::new(channel)
-                .check(HealthCheckRequest {
-                    service: service.to_owned(),
-                })
-                .await
-            && response.get_ref().status == ServingStatus::Serving as i32
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{addr} never reported SERVING for {service:?}");
-}
-
-/// A development token for `user` with `roles`.
-pub fn token(user: &str, roles: &[&str]) -> String {
-    TokenIssuer::for_users(&AuthSettings::development())
-        .expect("development secret")
-        .issue(user, roles, Duration::from_secs(600))
-}
-
-/// `message` with a bearer token for `user` and `roles`.
-pub fn authed<T>(message: T, user: &str, roles: &[&str]) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {}", token(user, roles))
-            .parse()
-            .expect("ascii token"),
-    );
-    request
-}
+pub use crm_platform::testing::{authed, user_token as token};

@@ -17,13 +17,9 @@ pub struct Events {
 }
 
 impl Events {
-    /// Events on `stream` (the full name, prefix included), relayed by the relay that `relay`
-    /// wakes.
-    pub fn new(stream: String, relay: RelayWaker) -> Self {
-        Self {
-            outbox: Outbox::new("marketing", stream),
-            relay,
-        }
+    /// Events written to `outbox`, relayed by the relay that `relay` wakes.
+    pub fn new(outbox: Outbox, relay: RelayWaker) -> Self {
+        Self { outbox, relay }
     }
 
     /// Commits a transaction that published events and wakes the relay, so they leave now.

@@ -1,19 +1,8 @@
-//! The `marketing` service binary: load settings, start telemetry, serve until SIGTERM/SIGINT.
+//! The `marketing` service binary: `serve` (the default) until SIGTERM/SIGINT, or `migrate`.
 
-use crm_platform::{server, settings, telemetry};
+use crm_marketing::{SERVICE, config::Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings =
-        match crm_marketing::config::Settings::load(settings::config_file_from_args().as_deref()) {
-            Ok(settings) => settings,
-            Err(err) => {
-                eprintln!("crm-marketing: {err}");
-                std::process::exit(2);
-            }
-        };
-    let _telemetry = telemetry::init("marketing", &settings.telemetry)?;
-    let listener = tokio::net::TcpListener::bind(settings.server.listen_addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "marketing listening");
-    crm_marketing::run(settings, listener, server::shutdown_signal()).await
+    crm_platform::service::main(SERVICE, Settings::load, |s| &s.base, crm_marketing::run).await
 }

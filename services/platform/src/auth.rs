@@ -132,20 +132,25 @@ impl Caller {
     }
 }
 
-/// Why a token was refused. The message is safe to return to the caller.
+/// Why a token was refused. `Display` gives the cause, for logs; the status sent to the caller
+/// says only "missing bearer token" or "invalid token" (see the `From` impl), because the
+/// cause can quote the token parser's internals.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// No `authorization: Bearer …` header.
     #[error("missing bearer token")]
     Missing,
-    /// Signature, expiry, issuer or audience did not check out.
+    /// Signature, expiry, issuer or audience did not check out; the text is the cause.
     #[error("invalid token: {0}")]
     Invalid(String),
 }
 
 impl From<AuthError> for Status {
     fn from(err: AuthError) -> Self {
-        Status::unauthenticated(err.to_string())
+        match err {
+            AuthError::Missing => Status::unauthenticated("missing bearer token"),
+            AuthError::Invalid(_) => Status::unauthenticated("invalid token"),
+        }
     }
 }
 
@@ -384,7 +389,9 @@ impl Interceptor for AuthInterceptor {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        let caller = self.verifier.verify_header(header)?;
+        let caller = self.verifier.verify_header(header).inspect_err(|err| {
+            tracing::info!(error = %err, "call refused: unauthenticated");
+        })?;
         tracing::Span::current().record("enduser.id", caller.subject.as_str());
         request.extensions_mut().insert(caller);
         Ok(request)
@@ -515,6 +522,32 @@ mod tests {
             verifier.verify_header(None),
             Err(AuthError::Missing)
         ));
+    }
+
+    #[test]
+    fn a_refused_token_answers_invalid_token_without_the_parser_details() {
+        let verifier = TokenVerifier::from_settings(&settings()).unwrap();
+        // A header whose `alg` is not a known algorithm: the parser names the variant it wanted.
+        let bad_alg = format!(
+            "{}.{}.sig",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                br#"{"alg":"none","typ":"JWT"}"#
+            ),
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                br#"{"sub":"ana"}"#
+            ),
+        );
+        for token in [bad_alg.as_str(), "not-a-jwt", "a.b.c"] {
+            let err = verifier.verify(token).unwrap_err();
+            // The cause stays available for logs…
+            assert!(matches!(err, AuthError::Invalid(ref cause) if !cause.is_empty()));
+            // …and the caller learns only that the token is invalid.
+            let status = Status::from(err);
+            assert_eq!(status.code(), tonic::Code::Unauthenticated);
+            assert_eq!(status.message(), "invalid token");
+        }
     }
 
     #[test]

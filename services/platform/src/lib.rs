@@ -6,7 +6,10 @@
 //! - [`events`]: the outbox, the relay to Redis Streams and the idempotent stream consumer.
 //! - [`auth`]: bearer token verification, the caller's identity, service tokens.
 //! - [`error`]: turning failures into `tonic::Status` with field details.
-//! - [`server`]: the gRPC bootstrap: health, reflection, request spans, graceful shutdown.
+//! - [`server`]: the gRPC bootstrap: health, reflection, request spans, request size limit,
+//!   graceful shutdown.
+//! - [`service`]: a service's whole start-up (pool, migrations, relay, health, consumers,
+//!   shutdown) and its `main` (`serve` or `migrate`).
 //! - [`clock`] and [`blob`]: a settable clock and the content-addressed file store.
 
 pub mod auth;
@@ -15,9 +18,11 @@ pub mod clock;
 pub mod db;
 pub mod error;
 pub mod events;
+mod message_limit;
 pub mod paging;
 pub mod redis_conn;
 pub mod server;
+pub mod service;
 pub mod settings;
 pub mod telemetry;
 pub mod testing;

@@ -7,9 +7,12 @@ use std::{future::Future, time::Duration};
 
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use tonic::{service::Routes, transport::server::TcpIncoming};
+use tonic::{body::Body, service::Routes, transport::server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
+use tower::util::MapRequestLayer;
 use tower_http::trace::TraceLayer;
+
+use crate::{message_limit::MessageLimit, settings::ServerSettings};
 
 /// How often readiness is checked again once serving.
 const READINESS_INTERVAL: Duration = Duration::from_secs(5);
@@ -86,8 +89,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     routes: Routes,
     health: &Health,
+    settings: &ServerSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let limit = settings.max_message_bytes;
     let routes = routes
         .add_service(tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(health.reporter.clone()),
@@ -102,6 +107,11 @@ pub async fn serve(
                 .make_span_with(request_span)
                 .on_failure(()),
         )
+        // Oversized requests are RESOURCE_EXHAUSTED before they are buffered (see
+        // message_limit.rs).
+        .layer(MapRequestLayer::new(move |request: http::Request<Body>| {
+            request.map(|body| Body::new(MessageLimit::new(body, limit)))
+        }))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),

@@ -62,15 +62,31 @@ pub fn load<S: DeserializeOwned + Validate>(
     defaults: &str,
     file: Option<&std::path::Path>,
 ) -> Result<S, SettingsError> {
-    load_from(defaults, file, Environment::with_prefix("CRM"))
+    load_from(&[defaults], file, Environment::with_prefix("CRM"))
+}
+
+/// [`load`] for a service built on [`BaseSettings`]: [`BASE_DEFAULTS`] first, then the service's
+/// own `defaults` (its port, its schema, its own sections), the optional `file`, the variables.
+pub fn load_service<S: DeserializeOwned + Validate>(
+    defaults: &str,
+    file: Option<&std::path::Path>,
+) -> Result<S, SettingsError> {
+    load_from(
+        &[BASE_DEFAULTS, defaults],
+        file,
+        Environment::with_prefix("CRM"),
+    )
 }
 
 fn load_from<S: DeserializeOwned + Validate>(
-    defaults: &str,
+    defaults: &[&str],
     file: Option<&std::path::Path>,
     environment: Environment,
 ) -> Result<S, SettingsError> {
-    let mut builder = Config::builder().add_source(File::from_str(defaults, FileFormat::Toml));
+    let mut builder = Config::builder();
+    for defaults in defaults {
+        builder = builder.add_source(File::from_str(defaults, FileFormat::Toml));
+    }
     if let Some(file) = file {
         builder = builder.add_source(File::from(file).format(FileFormat::Toml).required(true));
     }
@@ -92,7 +108,89 @@ fn load_from<S: DeserializeOwned + Validate>(
 pub struct ServerSettings {
     /// Address and port to listen on, e.g. `127.0.0.1:50061`; port 0 picks a free one.
     pub listen_addr: SocketAddr,
+    /// Largest request message accepted, in bytes; a bigger one is refused with
+    /// RESOURCE_EXHAUSTED as soon as its length prefix arrives, before it is buffered.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
 }
+
+impl ServerSettings {
+    /// A server on `listen_addr` with the default message limit.
+    pub fn on(listen_addr: SocketAddr) -> Self {
+        Self {
+            listen_addr,
+            max_message_bytes: default_max_message_bytes(),
+        }
+    }
+}
+
+/// 4 MiB, gRPC's usual default.
+fn default_max_message_bytes() -> usize {
+    4 * 1024 * 1024
+}
+
+/// The settings every service built on the platform shares (`[server]`, `[database]`,
+/// `[redis]`, `[auth]`, `[telemetry]`, `[blob]`, `[relay]`, `[consumer]`). A service's own
+/// settings struct embeds it with `#[serde(flatten)]` next to its own sections.
+#[derive(Clone, Debug, Deserialize)]
+pub struct BaseSettings {
+    /// Where it listens.
+    pub server: ServerSettings,
+    /// Its database and schema.
+    pub database: DatabaseSettings,
+    /// The Redis that carries events.
+    pub redis: RedisSettings,
+    /// Token verification.
+    pub auth: crate::auth::AuthSettings,
+    /// Logs and traces.
+    pub telemetry: crate::telemetry::TelemetrySettings,
+    /// Files.
+    pub blob: crate::blob::BlobSettings,
+    /// Tuning of the outbox relay.
+    #[serde(default)]
+    pub relay: crate::events::RelaySettings,
+    /// Tuning of the service's event consumers.
+    #[serde(default)]
+    pub consumer: crate::events::ConsumerSettings,
+}
+
+impl Validate for BaseSettings {
+    fn validate(&self) -> Result<(), SettingsError> {
+        self.database.validate()?;
+        self.redis.validate()?;
+        self.auth.validate()?;
+        self.telemetry.validate()
+    }
+}
+
+/// Defaults every service shares: a development setup on one machine. A service adds its own
+/// (`[server] listen_addr`, `[database] schema`) on top; see [`load_service`].
+pub const BASE_DEFAULTS: &str = r#"
+[database]
+url = "postgres://crm@127.0.0.1:55432/crm"
+max_connections = 20
+
+[redis]
+url = "redis://127.0.0.1:56379"
+stream_prefix = ""
+
+[auth]
+hs256_secret = "crm-development-user-secret-not-for-production"
+service_secret = "crm-development-service-secret-not-for-production"
+issuer = "crm-dev"
+audience = "crm"
+
+[telemetry]
+log_format = "pretty"
+log_filter = "info,sqlx=warn"
+
+[blob]
+root = "target/dev/blobs"
+
+[relay]
+
+[consumer]
+"#;
 
 /// The service's PostgreSQL database (`[database]`).
 #[derive(Clone, Debug, Deserialize)]
@@ -207,7 +305,7 @@ mod tests {
         )
         .unwrap();
         let s: Sample = load_from(
-            DEFAULTS,
+            &[DEFAULTS],
             Some(&file),
             env(&[("CRM__DATABASE__MAX_CONNECTIONS", "9")]),
         )
@@ -219,16 +317,61 @@ mod tests {
 
     #[test]
     fn a_bad_value_is_refused_naming_its_key() {
-        let err = load_from::<Sample>(DEFAULTS, None, env(&[("CRM__DATABASE__URL", "mysql://x")]))
-            .unwrap_err();
+        let err = load_from::<Sample>(
+            &[DEFAULTS],
+            None,
+            env(&[("CRM__DATABASE__URL", "mysql://x")]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("database.url"), "{err}");
 
         let err = load_from::<Sample>(
-            DEFAULTS,
+            &[DEFAULTS],
             None,
             env(&[("CRM__SERVER__LISTEN_ADDR", "not an address")]),
         )
         .unwrap_err();
         assert!(err.to_string().contains("listen_addr"), "{err}");
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Service {
+        #[serde(flatten)]
+        base: BaseSettings,
+        own: Own,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Own {
+        payment_term_days: u32,
+    }
+
+    impl Validate for Service {
+        fn validate(&self) -> Result<(), SettingsError> {
+            self.base.validate()
+        }
+    }
+
+    #[test]
+    fn a_service_embeds_the_base_settings_and_the_environment_reaches_both() {
+        let own = "[server]\nlisten_addr = \"127.0.0.1:2\"\n[database]\nschema = \"svc\"\n\
+                   [own]\npayment_term_days = 15\n";
+        let s: Service = load_from(
+            &[BASE_DEFAULTS, own],
+            None,
+            env(&[
+                ("CRM__DATABASE__MAX_CONNECTIONS", "3"),
+                ("CRM__RELAY__POLL_INTERVAL_MS", "7"),
+                ("CRM__OWN__PAYMENT_TERM_DAYS", "30"),
+                ("CRM__SERVER__MAX_MESSAGE_BYTES", "1024"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.base.database.schema, "svc");
+        assert_eq!(s.base.database.max_connections, 3);
+        assert_eq!(s.base.relay.poll_interval_ms, 7);
+        assert_eq!(s.base.server.max_message_bytes, 1024);
+        assert_eq!(s.own.payment_term_days, 30);
+        assert_eq!(s.base.consumer.max_deliveries, 5);
     }
 }

@@ -10,7 +10,11 @@ use opentelemetry::{
     trace::{TraceContextExt as _, TracerProvider as _},
 };
 use opentelemetry_otlp::WithExportConfig as _;
-use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::TraceContextPropagator,
+    trace::{Sampler, SdkTracerProvider},
+};
 use serde::Deserialize;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
@@ -27,6 +31,28 @@ pub struct TelemetrySettings {
     /// exported (trace context still propagates).
     #[serde(default)]
     pub otlp_endpoint: Option<String>,
+    /// Share of new traces that are sampled, 0.0..=1.0 (default 1.0). Parent-based: a call that
+    /// arrives with a sampled `traceparent` is always traced, an unsampled one never, so a
+    /// trace is whole or absent across services.
+    #[serde(default = "default_sampling_ratio")]
+    pub sampling_ratio: f64,
+}
+
+fn default_sampling_ratio() -> f64 {
+    1.0
+}
+
+impl TelemetrySettings {
+    /// Checks the sampling ratio.
+    pub fn validate(&self) -> Result<(), crate::settings::SettingsError> {
+        if !(0.0..=1.0).contains(&self.sampling_ratio) {
+            return Err(crate::settings::SettingsError::invalid(
+                "telemetry.sampling_ratio",
+                "must be between 0.0 and 1.0",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How logs are written.
@@ -59,11 +85,15 @@ impl Drop for TelemetryGuard {
 /// (tests) keeps the first subscriber.
 pub fn init(service: &str, settings: &TelemetrySettings) -> anyhow::Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let mut builder = SdkTracerProvider::builder().with_resource(
-        Resource::builder()
-            .with_service_name(service.to_owned())
-            .build(),
-    );
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            settings.sampling_ratio,
+        ))));
     let endpoint = settings
         .otlp_endpoint
         .clone()

@@ -1,9 +1,15 @@
 //! Support for integration tests: a fresh database and Redis stream namespace per test, on the
-//! servers that `cargo xtask test` provisions (`CRM_TEST_DATABASE_URL`, `CRM_TEST_REDIS_URL`).
+//! servers that `cargo xtask test` provisions (`CRM_TEST_DATABASE_URL`, `CRM_TEST_REDIS_URL`),
+//! settings pointing at them, readiness waits and tokens.
+
+use std::{net::SocketAddr, time::Duration};
 
 use secrecy::SecretString;
 
-use crate::settings::{DatabaseSettings, RedisSettings};
+use crate::{
+    auth::{AuthSettings, TokenIssuer},
+    settings::{BaseSettings, DatabaseSettings, RedisSettings, ServerSettings},
+};
 
 /// A database created for one test and dropped when the value is dropped.
 pub struct TestDatabase {
@@ -103,6 +109,82 @@ pub fn redis_settings() -> RedisSettings {
         url: SecretString::from(env_url("CRM_TEST_REDIS_URL")),
         stream_prefix: format!("test.{}.", uuid::Uuid::now_v7().simple()),
     }
+}
+
+/// Points `base` at a test's own database and Redis namespace, on a free port, with the relay
+/// and consumers tuned to react within tens of milliseconds.
+pub fn use_test_backing(base: &mut BaseSettings, database: &TestDatabase, redis: RedisSettings) {
+    base.server = ServerSettings::on(SocketAddr::from(([127, 0, 0, 1], 0)));
+    base.database = database.settings.clone();
+    base.redis = redis;
+    base.relay.poll_interval_ms = 50;
+    base.consumer.block_ms = 200;
+    base.consumer.retry_backoff_ms = 100;
+    base.blob.root = std::env::temp_dir().join("crm-test-blobs");
+}
+
+/// Installs telemetry once per test process, as the binaries do, so spans get trace ids and
+/// trace context reaches events.
+pub fn init_telemetry(base: &BaseSettings) {
+    static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        std::mem::forget(crate::telemetry::init("crm-test", &base.telemetry).expect("telemetry"));
+    });
+}
+
+/// Waits until the server at `addr` reports SERVING for `service` ("" for the whole server).
+pub async fn wait_serving(addr: SocketAddr, service: &str) {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    for _ in 0..400 {
+        if let Ok(channel) = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("valid uri")
+            .connect()
+            .await
+            && let Ok(response) = HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: service.to_owned(),
+                })
+                .await
+            && response.get_ref().status == ServingStatus::Serving as i32
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{addr} never reported SERVING for {service:?}");
+}
+
+/// A development user token for `user` with `roles`, valid for ten minutes.
+pub fn user_token(user: &str, roles: &[&str]) -> String {
+    TokenIssuer::for_users(&AuthSettings::development())
+        .expect("the development settings have a user secret")
+        .issue(user, roles, Duration::from_secs(600))
+}
+
+/// `message` as a request of `user` with `roles`.
+pub fn authed<T>(message: T, user: &str, roles: &[&str]) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", user_token(user, roles))
+            .parse()
+            .expect("a token is ASCII"),
+    );
+    request
+}
+
+/// `message` as a request of the service `name` (a service token).
+pub fn as_service<T>(message: T, name: &str) -> tonic::Request<T> {
+    let token = TokenIssuer::for_services(&AuthSettings::development())
+        .issue_service_token(name, Duration::from_secs(600));
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("a token is ASCII"),
+    );
+    request
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ async fn spans_are_exported_to_the_configured_otlp_endpoint() {
             log_format: LogFormat::Json,
             log_filter: "info".into(),
             otlp_endpoint: Some(format!("http://{addr}")),
+            sampling_ratio: 1.0,
         },
     )
     .unwrap();

@@ -21,6 +21,7 @@ async fn start(health: &server::Health) -> (Channel, tokio::sync::oneshot::Sende
             listener,
             tonic::service::Routes::default(),
             &health,
+            &crm_platform::settings::ServerSettings::on(addr),
             async {
                 let _ = stopped.await;
             },
