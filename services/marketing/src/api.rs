@@ -130,7 +130,7 @@ impl PartnerApi {
         };
         store::insert_partner(&mut tx, &partner).await?;
         self.events
-            .partner_created(&mut tx, &partner_to_proto(&partner), now)
+            .partner_created(&mut tx, &partner_to_proto(&partner), &caller.subject, now)
             .await?;
         self.events.commit(tx).await?;
         Ok(partner)
@@ -215,6 +215,7 @@ impl PartnerApi {
                 &mut tx,
                 &partner_to_proto(updated),
                 changed,
+                &updated.updater,
                 updated.update_time,
             )
             .await?;

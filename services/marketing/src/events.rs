@@ -29,27 +29,29 @@ impl Events {
         Ok(())
     }
 
-    /// `PartnerCreated`.
+    /// `PartnerCreated`, caused by `actor`.
     pub async fn partner_created(
         &self,
         conn: &mut PgConnection,
         partner: &pb::Partner,
+        actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Uuid, EventError> {
         let payload = ev::PartnerCreated {
             partner: Some(partner.clone()),
         };
         self.outbox
-            .publish(conn, partner_id(partner), &payload, at)
+            .publish(conn, partner_id(partner), actor, &payload, at)
             .await
     }
 
-    /// `PartnerUpdated` naming the fields that changed.
+    /// `PartnerUpdated` naming the fields that changed, caused by `actor`.
     pub async fn partner_updated(
         &self,
         conn: &mut PgConnection,
         partner: &pb::Partner,
         changed_fields: Vec<String>,
+        actor: &str,
         at: DateTime<Utc>,
     ) -> Result<Uuid, EventError> {
         let payload = ev::PartnerUpdated {
@@ -57,7 +59,7 @@ impl Events {
             changed_fields,
         };
         self.outbox
-            .publish(conn, partner_id(partner), &payload, at)
+            .publish(conn, partner_id(partner), actor, &payload, at)
             .await
     }
 }

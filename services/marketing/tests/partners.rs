@@ -771,6 +771,8 @@ async fn partner_events_reach_the_stream_with_the_callers_trace() {
     let created_event = &envelopes[0];
     assert_eq!(created_event.r#type, "crm.events.v1.PartnerCreated");
     assert_eq!(created_event.producer, "marketing");
+    // The envelope names who did it.
+    assert_eq!(created_event.actor, "ana");
     assert_eq!(created_event.partner_id, created.id);
     assert!(
         created_event.traceparent.contains(trace_id),

@@ -89,7 +89,7 @@ impl Env {
 
     async fn publish_in(&self, conn: &mut PgConnection, key: &str) -> Uuid {
         self.outbox
-            .publish(conn, None, &partner_created(key), Utc::now())
+            .publish(conn, None, "ana", &partner_created(key), Utc::now())
             .await
             .unwrap()
     }
@@ -355,6 +355,7 @@ async fn an_event_committed_while_the_relay_is_down_is_delivered_after_a_restart
     let envelope = decode_envelope(entry);
     assert_eq!(envelope.r#type, "crm.events.v1.PartnerCreated");
     assert_eq!(envelope.producer, "marketing");
+    assert_eq!(envelope.actor, "ana");
     assert_eq!(
         entry.get::<String>("type").as_deref(),
         Some("crm.events.v1.PartnerCreated")

@@ -30,9 +30,10 @@ impl Outbox {
         &self.stream
     }
 
-    /// Adds the event `payload`, which happened at `at`, to the outbox through `conn`, which
-    /// should be the transaction that makes the change (`&mut *tx`): the event is published if and
-    /// only if that transaction commits. Returns the event id (a UUIDv7).
+    /// Adds the event `payload`, which `actor` (the token subject whose call caused it) made
+    /// happen at `at`, to the outbox through `conn`, which should be the transaction that makes
+    /// the change (`&mut *tx`): the event is published if and only if that transaction commits.
+    /// Returns the event id (a UUIDv7).
     ///
     /// The envelope carries the trace context of the current span, so consumers continue the
     /// same trace. The relay is woken when the transaction commits.
@@ -44,6 +45,7 @@ impl Outbox {
         &self,
         conn: &mut sqlx::PgConnection,
         partner_id: Option<Uuid>,
+        actor: &str,
         payload: &M,
         at: DateTime<Utc>,
     ) -> Result<Uuid, EventError> {
@@ -60,6 +62,7 @@ impl Outbox {
             traceparent,
             tracestate,
             payload: Some(prost_types::Any::from_msg(payload)?),
+            actor: actor.to_owned(),
         };
         // No NOTIFY here: PostgreSQL serialises the commits of every transaction that notifies
         // (measured: 13.6k → 4.0k single-row transactions/s), which would cap every write of
