@@ -15,6 +15,8 @@ pub struct Stack {
     pub gateway: SocketAddr,
     /// Address of marketing, for calls that bypass the gateway.
     pub marketing: SocketAddr,
+    /// Address of opportunities, for calls that bypass the gateway.
+    pub opportunities: SocketAddr,
     /// The Redis settings every service uses (with this stack's stream prefix).
     pub redis: RedisSettings,
     _databases: Vec<TestDatabase>,
@@ -40,7 +42,7 @@ fn stopper() -> (
 }
 
 impl Stack {
-    /// Starts marketing and the gateway and waits until both report SERVING.
+    /// Starts marketing, opportunities and the gateway and waits until all report SERVING.
     pub async fn start() -> Self {
         let redis = redis_settings();
         let mut marketing_settings = crm_marketing::config::Settings::load(None).expect("defaults");
@@ -55,12 +57,32 @@ impl Stack {
             marketing_stopped,
         ));
 
+        let mut opportunities_settings =
+            crm_opportunities::config::Settings::load(None).expect("defaults");
+        let opportunities_db = TestDatabase::create("opportunities").await;
+        testing::use_test_backing(
+            &mut opportunities_settings.base,
+            &opportunities_db,
+            redis.clone(),
+        );
+        opportunities_settings.marketing.url = format!("http://{marketing}");
+        let (opportunities_listener, opportunities) = listener().await;
+        let (stop_opportunities, opportunities_stopped) = stopper();
+        tokio::spawn(crm_opportunities::run(
+            opportunities_settings,
+            opportunities_listener,
+            opportunities_stopped,
+        ));
+
         let mut gateway_settings = crm_gateway::config::Settings::load(None).expect("defaults");
         let (gateway_listener, gateway) = listener().await;
         gateway_settings.server = ServerSettings::on(gateway);
         gateway_settings
             .routes
             .insert("marketing".into(), format!("http://{marketing}"));
+        gateway_settings
+            .routes
+            .insert("opportunities".into(), format!("http://{opportunities}"));
         let (stop_gateway, gateway_stopped) = stopper();
         tokio::spawn(crm_gateway::run(
             gateway_settings,
@@ -69,13 +91,15 @@ impl Stack {
         ));
 
         testing::wait_serving(marketing, "crm.marketing.v1.PartnerService").await;
+        testing::wait_serving(opportunities, "crm.opportunities.v1.OpportunityService").await;
         testing::wait_serving(gateway, "").await;
         Self {
             gateway,
             marketing,
+            opportunities,
             redis,
-            _databases: vec![marketing_db],
-            _stop: vec![stop_marketing, stop_gateway],
+            _databases: vec![marketing_db, opportunities_db],
+            _stop: vec![stop_marketing, stop_opportunities, stop_gateway],
         }
     }
 

@@ -65,6 +65,15 @@ pub const SERVICES: &[ServiceDef] = &[
         Some(50061),
         Role::Api { route: "marketing" },
     ),
+    svc(
+        "opportunities",
+        "crm-opportunities",
+        &[],
+        Some(50062),
+        Role::Api {
+            route: "opportunities",
+        },
+    ),
     svc("gateway", "crm-gateway", &[], Some(50051), Role::Gateway),
 ];
 
@@ -159,6 +168,15 @@ impl Stack {
                 _ => None,
             })
             .collect();
+        // Services that call a sibling read its address from `[<route>] url` (opportunities
+        // asks marketing for partners it has not heard of): `CRM__MARKETING__URL`, …
+        let siblings: Vec<(String, String)> = routes
+            .iter()
+            .map(|(key, url)| {
+                let route = key.trim_start_matches("CRM__ROUTES__");
+                (format!("CRM__{route}__URL"), url.clone())
+            })
+            .collect();
         let width = SERVICES.iter().map(|d| d.name.len()).max().unwrap_or(0);
 
         for (index, def) in SERVICES.iter().enumerate() {
@@ -180,6 +198,8 @@ impl Stack {
                 command
                     .envs(routes.iter().map(|(k, v)| (k, v)))
                     .envs(options.gateway_env.iter().map(|(k, v)| (k, v)));
+            } else {
+                command.envs(siblings.iter().map(|(k, v)| (k, v)));
             }
             // Ctrl-C reaches only xtask, which stops the services itself, in order.
             own_process_group(&mut command);

@@ -1,10 +1,9 @@
 //! Proto ⇄ domain: turns request messages into validated domain values (every bad field named,
 //! with its full path in the request) and domain values back into messages.
 
-use chrono::{DateTime, Utc};
 use crm_platform::error::FieldViolations;
+use crm_platform::values::timestamp;
 use crm_proto::{common::Money, marketing as pb};
-use prost_types::Timestamp;
 
 use crate::domain::{
     partner::{Contact, Kind, Partner, PartnerDraft, Site, State},
@@ -328,14 +327,6 @@ pub fn apply_mask(onto: &mut pb::Partner, from: &pb::Partner, paths: &[String]) 
             // Paths are checked against UPDATABLE_FIELDS before merging.
             _ => {}
         }
-    }
-}
-
-/// A timestamp message.
-pub fn timestamp(at: DateTime<Utc>) -> Timestamp {
-    Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`service`]: a service's whole start-up (pool, migrations, relay, health, consumers,
 //!   shutdown) and its `main` (`serve` or `migrate`).
 //! - [`clock`] and [`blob`]: a settable clock and the content-addressed file store.
+//! - [`values`]: request values every service parses alike (text, ids, currencies, dates).
 
 pub mod auth;
 pub mod blob;
@@ -26,3 +27,4 @@ pub mod service;
 pub mod settings;
 pub mod telemetry;
 pub mod testing;
+pub mod values;

@@ -276,7 +276,7 @@ pub enum ConversionError {
 impl Partner {
     /// The etag clients pass back on change: derived from the version, opaque to them.
     pub fn etag(&self) -> String {
-        etag_of(self.version)
+        crm_platform::values::etag_of(self.version)
     }
 
     /// The next version of this partner, changed by `updater` at `at`; the caller then changes
@@ -299,11 +299,6 @@ impl Partner {
         self.convert_time = Some(at);
         Ok(())
     }
-}
-
-/// The etag of a partner at `version`.
-pub fn etag_of(version: i64) -> String {
-    format!("W/\"{version}\"")
 }
 
 #[cfg(test)]

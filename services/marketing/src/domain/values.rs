@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use uuid::Uuid;
+pub use crm_platform::values::{DEFAULT_CURRENCY, currency_code, optional_uuid, text, uuid};
 
 /// An email address: an RFC 5322 addr-spec of the common form `local@domain.tld`, as typed (case
 /// kept), compared case-insensitively.
@@ -152,9 +152,6 @@ pub struct NonNegativeMoney {
     pub currency: String,
 }
 
-/// The currency used when a request leaves it empty.
-pub const DEFAULT_CURRENCY: &str = "RON";
-
 impl NonNegativeMoney {
     /// Parses minor units and a currency code (empty = RON).
     pub fn parse(units: i64, currency: &str) -> Result<Self, String> {
@@ -165,21 +162,6 @@ impl NonNegativeMoney {
             units,
             currency: currency_code(currency)?,
         })
-    }
-}
-
-/// An ISO 4217 alphabetic code; empty means RON.
-pub fn currency_code(raw: &str) -> Result<String, String> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Ok(DEFAULT_CURRENCY.to_owned());
-    }
-    if raw.len() == 3 && raw.chars().all(|c| c.is_ascii_uppercase()) {
-        Ok(raw.to_owned())
-    } else {
-        Err(format!(
-            "{raw:?} is not an ISO 4217 currency code (three upper-case letters)"
-        ))
     }
 }
 
@@ -200,32 +182,6 @@ pub fn phone(raw: &str) -> Result<String, String> {
         Err(format!(
             "{raw:?} is not a phone number (digits, spaces and + - ( ) . only)"
         ))
-    }
-}
-
-/// Trimmed text of at most `max` characters; `required` refuses empty text.
-pub fn text(raw: &str, max: usize, required: bool) -> Result<String, String> {
-    let trimmed = raw.trim();
-    if required && trimmed.is_empty() {
-        return Err("is required".into());
-    }
-    if trimmed.chars().count() > max {
-        return Err(format!("must be at most {max} characters"));
-    }
-    Ok(trimmed.to_owned())
-}
-
-/// A UUID given as text.
-pub fn uuid(raw: &str) -> Result<Uuid, String> {
-    Uuid::parse_str(raw.trim()).map_err(|_| format!("{raw:?} is not a valid id (a UUID)"))
-}
-
-/// A UUID given as text, or none when empty.
-pub fn optional_uuid(raw: &str) -> Result<Option<Uuid>, String> {
-    if raw.trim().is_empty() {
-        Ok(None)
-    } else {
-        uuid(raw).map(Some)
     }
 }
 

@@ -1,0 +1,9 @@
+//! The `opportunities` service binary: `serve` (the default) until SIGTERM/SIGINT, or
+//! `migrate`.
+
+use crm_opportunities::{SERVICE, config::Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    crm_platform::service::main(SERVICE, Settings::load, |s| &s.base, crm_opportunities::run).await
+}
