@@ -3,6 +3,11 @@
 //! currency, batch creation with per-item results and the campaign race, stage configuration,
 //! the loss report, and the events (O1–O5, X2, X3, X5).
 
+#![allow(
+    clippy::inconsistent_digit_grouping,
+    reason = "money is written as units_cents: 145_50 is 145.50"
+)]
+
 mod common;
 
 use common::*;

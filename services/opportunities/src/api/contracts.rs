@@ -159,7 +159,8 @@ impl OpportunitiesApi {
                 );
             }
         }
-        if let (Some(h), Some(None), Some(None)) = (&header, offer_id, order_id)
+        if let (Some(h), Some(None), Some(None), Some(None)) =
+            (&header, offer_id, order_id, task_id)
             && h.partner_id.is_none()
             && h.opportunity_id.is_none()
         {

@@ -1,7 +1,5 @@
 //! `PaymentService`: payments, their allocation to invoices, and partner balances (O8).
 
-use std::collections::HashSet;
-
 use crm_platform::{
     auth::Caller,
     values::{date_to_proto, etag_of, timestamp},
@@ -137,7 +135,6 @@ impl OpportunitiesApi {
         }
         let ids: Vec<Uuid> = allocations.iter().map(|(a, _)| a.invoice_id).collect();
         let invoices = store::payments::invoices_to_pay(tx, &ids).await?;
-        let already: HashSet<Uuid> = payment.allocations.iter().map(|a| a.0).collect();
         let plain: Vec<Allocation> = allocations.iter().map(|(a, _)| *a).collect();
         for (path, reason) in check_allocations(
             payment.partner_id,
@@ -145,7 +142,6 @@ impl OpportunitiesApi {
             available,
             &plain,
             &invoices,
-            &already,
         ) {
             f.add(format!("{field}{path}"), reason);
         }

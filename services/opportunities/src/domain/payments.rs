@@ -88,14 +88,14 @@ pub struct Allocation {
 /// Checks `allocations` of a payment by `partner_id` in `currency` that has `available` minor
 /// units not yet allocated, against the `invoices` they name (missing ones are unknown).
 /// Returns (field, reason) pairs with fields relative to the allocation list, e.g.
-/// `[1].amount`; `already_allocated` are invoices the payment already settles.
+/// `[1].amount`. An invoice the payment already settles in part may get more (up to what it
+/// still owes).
 pub fn check_allocations(
     partner_id: Uuid,
     currency: &Currency,
     available: i64,
     allocations: &[Allocation],
     invoices: &HashMap<Uuid, InvoiceToPay>,
-    already_allocated: &HashSet<Uuid>,
 ) -> Vec<(String, String)> {
     let mut bad = Vec::new();
     let mut seen = HashSet::new();
@@ -105,8 +105,7 @@ pub fn check_allocations(
             bad.push((format!("[{i}].amount"), "must be greater than 0".into()));
             continue;
         }
-        if !seen.insert(allocation.invoice_id) || already_allocated.contains(&allocation.invoice_id)
-        {
+        if !seen.insert(allocation.invoice_id) {
             bad.push((
                 format!("[{i}].invoice_id"),
                 "is allocated twice: give one allocation per invoice".into(),
@@ -234,7 +233,7 @@ mod tests {
                 amount: 400,
             },
         ];
-        assert!(check_allocations(partner, &ron, 1000, &ok, &invoices, &HashSet::new()).is_empty());
+        assert!(check_allocations(partner, &ron, 1000, &ok, &invoices).is_empty());
 
         let bad = check_allocations(
             partner,
@@ -263,7 +262,6 @@ mod tests {
                 },
             ],
             &invoices,
-            &HashSet::new(),
         );
         let fields: Vec<&str> = bad.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(
@@ -278,12 +276,13 @@ mod tests {
         );
 
         // More than the payment has, though each invoice could take it.
-        let bad = check_allocations(partner, &ron, 900, &ok, &invoices, &HashSet::new());
+        let bad = check_allocations(partner, &ron, 900, &ok, &invoices);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].0, "[1].amount");
-        // An invoice the payment already settles cannot be named again.
-        let bad = check_allocations(partner, &ron, 1000, &ok, &invoices, &HashSet::from([a]));
-        assert_eq!(bad[0].0, "[0].invoice_id");
+        // The same invoice twice in one list is refused.
+        let twice = [ok[0], ok[0]];
+        let bad = check_allocations(partner, &ron, 1000, &twice, &invoices);
+        assert_eq!(bad[0].0, "[1].invoice_id");
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub async fn insert(conn: &mut PgConnection, p: &Payment) -> sqlx::Result<()> {
     add_allocations(conn, p.id, 0, &p.allocations).await
 }
 
-/// Adds allocations to a payment, numbering their positions from `first_position`.
+/// Adds allocations to a payment, numbering their positions from `first_position`; an invoice
+/// the payment already settles in part gets the new amount added to its allocation.
 pub async fn add_allocations(
     conn: &mut PgConnection,
     payment_id: Uuid,
@@ -58,7 +59,9 @@ pub async fn add_allocations(
     sqlx::query(
         "INSERT INTO payment_allocations (payment_id, invoice_id, position, amount_units) \
          SELECT $1, invoice_id, position, amount FROM UNNEST($2::uuid[], $3::int[], $4::bigint[]) \
-         AS a(invoice_id, position, amount)",
+         AS a(invoice_id, position, amount) \
+         ON CONFLICT (payment_id, invoice_id) \
+         DO UPDATE SET amount_units = payment_allocations.amount_units + EXCLUDED.amount_units",
     )
     .bind(payment_id)
     .bind(allocations.iter().map(|a| a.0).collect::<Vec<_>>())
