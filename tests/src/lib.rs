@@ -1,12 +1,13 @@
 //! The whole CRM started in-process for cross-service scenarios: every service on port 0, each
 //! with its own fresh database, sharing one Redis stream prefix, behind the gateway.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use crm_platform::{
     settings::{RedisSettings, ServerSettings},
     testing::{self, TestDatabase, redis_settings},
 };
+use crm_proto::events::Envelope;
 use tonic::transport::Channel;
 
 /// A running CRM: stops when dropped.
@@ -107,6 +108,91 @@ impl Stack {
     pub async fn gateway_channel(&self) -> Channel {
         channel(self.gateway).await
     }
+
+    async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(secrecy::ExposeSecret::expose_secret(&self.redis.url))
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis answers")
+    }
+
+    /// Publishes `payload` on `stream` (name without prefix) as `producer`'s relay would, for a
+    /// producer that is not running (e.g. tasks' commands before tasks exists): an envelope
+    /// added with XADD. Returns the envelope id.
+    pub async fn publish<M: prost::Name>(
+        &self,
+        stream: &str,
+        producer: &str,
+        payload: &M,
+    ) -> uuid::Uuid {
+        use prost::Message as _;
+        let id = uuid::Uuid::now_v7();
+        let envelope = Envelope {
+            id: id.to_string(),
+            r#type: M::full_name(),
+            time: Some(std::time::SystemTime::now().into()),
+            producer: producer.into(),
+            payload: Some(prost_types::Any::from_msg(payload).expect("encodes")),
+            actor: format!("service:{producer}"),
+            ..Default::default()
+        };
+        let _: String = redis::cmd("XADD")
+            .arg(crm_platform::redis_conn::stream_name(&self.redis, stream))
+            .arg("*")
+            .arg(crm_platform::events::ENVELOPE_FIELD)
+            .arg(envelope.encode_to_vec())
+            .arg(crm_platform::events::TYPE_FIELD)
+            .arg(M::full_name())
+            .query_async(&mut self.redis().await)
+            .await
+            .expect("XADD");
+        id
+    }
+
+    /// The envelopes on `stream` (name without prefix), oldest first.
+    pub async fn envelopes(&self, stream: &str) -> Vec<Envelope> {
+        use prost::Message as _;
+        let reply: redis::streams::StreamRangeReply = redis::AsyncCommands::xrange_all(
+            &mut self.redis().await,
+            crm_platform::redis_conn::stream_name(&self.redis, stream),
+        )
+        .await
+        .expect("XRANGE");
+        reply
+            .ids
+            .iter()
+            .map(|entry| {
+                let bytes: Vec<u8> = entry.get("envelope").expect("envelope field");
+                Envelope::decode(bytes.as_slice()).expect("an envelope")
+            })
+            .collect()
+    }
+
+    /// Waits (up to 10 s) until an event of type `M` for which `matches` holds is on `stream`.
+    pub async fn wait_event<M: prost::Name + Default>(
+        &self,
+        stream: &str,
+        matches: impl Fn(&M) -> bool,
+    ) -> (Envelope, M) {
+        for _ in 0..400 {
+            for envelope in self.envelopes(stream).await {
+                if envelope.r#type == M::full_name() {
+                    let message: M = envelope
+                        .payload
+                        .as_ref()
+                        .expect("payload")
+                        .to_msg()
+                        .expect("decodes");
+                    if matches(&message) {
+                        return (envelope, message);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no {} on {stream} matched", M::full_name());
+    }
 }
 
 /// A connected channel to `addr`.
@@ -119,3 +205,62 @@ pub async fn channel(addr: SocketAddr) -> Channel {
 }
 
 pub use crm_platform::testing::{authed, user_token as token};
+
+/// A codec of raw message bytes, to put on the wire what no generated client would.
+pub mod raw {
+    use bytes::{Buf as _, BufMut as _, Bytes};
+    use tonic::{
+        Status,
+        codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    };
+
+    /// Sends and receives message bytes as they are.
+    #[derive(Clone, Copy, Default)]
+    pub struct RawCodec;
+    /// The encoder of [`RawCodec`].
+    pub struct RawEncoder;
+    /// The decoder of [`RawCodec`].
+    pub struct RawDecoder;
+
+    impl Codec for RawCodec {
+        type Encode = Bytes;
+        type Decode = Bytes;
+        type Encoder = RawEncoder;
+        type Decoder = RawDecoder;
+
+        fn encoder(&mut self) -> RawEncoder {
+            RawEncoder
+        }
+
+        fn decoder(&mut self) -> RawDecoder {
+            RawDecoder
+        }
+    }
+
+    impl Encoder for RawEncoder {
+        type Item = Bytes;
+        type Error = Status;
+
+        fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            dst.put(item);
+            Ok(())
+        }
+
+        fn buffer_settings(&self) -> BufferSettings {
+            BufferSettings::default()
+        }
+    }
+
+    impl Decoder for RawDecoder {
+        type Item = Bytes;
+        type Error = Status;
+
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+            Ok(Some(src.copy_to_bytes(src.remaining())))
+        }
+
+        fn buffer_settings(&self) -> BufferSettings {
+            BufferSettings::default()
+        }
+    }
+}

@@ -3,66 +3,12 @@
 //! RESOURCE_EXHAUSTED, and a refused token says "invalid token" without the parser's details.
 //! These are platform behaviours; marketing's CreatePartner stands in for every service.
 
-use bytes::{Buf as _, BufMut as _, Bytes};
+use bytes::Bytes;
 use crm_proto::marketing as pb;
 use crm_tests::{Stack, token};
 use prost::Message as _;
-use tonic::{
-    Code, Status,
-    codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
-    transport::Channel,
-};
+use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt as _;
-
-/// Sends and receives raw message bytes, so a test can put on the wire what no generated client
-/// would.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-struct RawEncoder;
-struct RawDecoder;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl Encoder for RawEncoder {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
-    }
-}
-
-impl Decoder for RawDecoder {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::default()
-    }
-}
 
 async fn create_partner_raw(
     channel: Channel,
@@ -80,7 +26,7 @@ async fn create_partner_raw(
         "/crm.marketing.v1.PartnerService/CreatePartner"
             .parse()
             .unwrap(),
-        RawCodec,
+        crm_tests::raw::RawCodec,
     )
     .await
     .map(tonic::Response::into_inner)

@@ -181,6 +181,18 @@ pub fn provision(workspace: &Workspace, purpose: Purpose, external: External) ->
     })
 }
 
+/// Installs the programs the tests run besides the servers: `pdftotext` (Debian's
+/// poppler-utils) reads rendered documents back.
+pub fn test_tools() -> Result<()> {
+    if process::find_program("pdftotext").is_none() {
+        process::apt_install(
+            "pdftotext (to read rendered PDFs in tests)",
+            &["poppler-utils"],
+        )?;
+    }
+    Ok(())
+}
+
 fn state_dir(workspace: &Workspace, purpose: Purpose, as_postgres: bool) -> PathBuf {
     if as_postgres {
         PathBuf::from(format!(

@@ -52,7 +52,8 @@ pub fn run(workspace: &Workspace, args: &TestArgs) -> Result<ExitCode> {
             &["CRM_TEST_DATABASE_URL", "CRM__DATABASE__URL"],
             &["CRM_TEST_REDIS_URL", "CRM__REDIS__URL"],
         );
-        section("provisioning PostgreSQL and Redis for tests");
+        section("provisioning PostgreSQL, Redis and the test tools");
+        provision::test_tools()?;
         let backing = provision::provision(workspace, Purpose::Test, external)?;
         let env = [
             // A superuser URL: each test creates and drops a database of its own.
