@@ -2,7 +2,7 @@
 //! `search_path` is the service's own schema.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Row as _, postgres::PgRow};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row as _, postgres::PgRow};
 use uuid::Uuid;
 
 use crate::domain::{
@@ -316,6 +316,11 @@ pub async fn non_competitors(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Res
 /// One page of partners matching `filter`, after `after`, in (lower(name), id) order; fetches
 /// `limit` rows. Each comes with its position in that order, to resume after it: the
 /// database's own `lower(name)`, which may differ from Rust's lower-casing (locales).
+///
+/// Only the filters given become conditions (bound parameters, never formatted values): a
+/// generic `$n IS NULL OR …` statement gets one plan for every combination, which scans and
+/// sorts; this way each shape of request gets a plan for what it asks, and the indexes of
+/// migration 0003 serve each filter with the list order, so a page is an index range read.
 pub async fn list_partners(
     pool: &PgPool,
     filter: &PartnerFilter,
@@ -323,47 +328,83 @@ pub async fn list_partners(
     limit: i64,
 ) -> sqlx::Result<Vec<(Partner, PartnerCursor)>> {
     let mut conn = pool.acquire().await?;
-    let rows = sqlx::query(
+    let mut query = QueryBuilder::<Postgres>::new(
         "SELECT id, kind, name, fiscal_code, city, county, country, turnover_units, \
          turnover_currency, employee_count, activity_domain, activities_of_interest, \
          competitor_ids, sales_rep_staff_id, service_rep_staff_id, state, convert_time, \
          create_time, update_time, creator, updater, version, lower(name) AS sort_name \
-         FROM partners \
-         WHERE ($1::text IS NULL OR lower(name) LIKE lower($1) || '%') \
-           AND ($2::text IS NULL OR lower(name) LIKE '%' || lower($2) || '%') \
-           AND ($3::text IS NULL OR fiscal_code = $3) \
-           AND ($4::text IS NULL OR lower(city) = lower($4)) \
-           AND ($5::text IS NULL OR lower(county) = lower($5)) \
-           AND ($6::text IS NULL OR turnover_currency = $6) \
-           AND ($7::bigint IS NULL OR turnover_units >= $7) \
-           AND ($8::bigint IS NULL OR turnover_units <= $8) \
-           AND ($9::bigint IS NULL OR employee_count >= $9) \
-           AND ($10::bigint IS NULL OR employee_count <= $10) \
-           AND ($11::text IS NULL OR lower(activity_domain) = lower($11)) \
-           AND ($12::text IS NULL OR kind = $12) \
-           AND ($13 OR state = 'active') \
-           AND ($14::text IS NULL OR (lower(name), id) > ($14, $15::uuid)) \
-         ORDER BY lower(name), id \
-         LIMIT $16",
-    )
-    .bind(&filter.name_prefix)
-    .bind(&filter.name_contains)
-    .bind(&filter.fiscal_code)
-    .bind(&filter.city)
-    .bind(&filter.county)
-    .bind(&filter.turnover_currency)
-    .bind(filter.turnover_min)
-    .bind(filter.turnover_max)
-    .bind(filter.employees_min)
-    .bind(filter.employees_max)
-    .bind(&filter.activity_domain)
-    .bind(filter.kind)
-    .bind(filter.show_archived)
-    .bind(after.map(|(name, _)| name.as_str()))
-    .bind(after.map(|(_, id)| *id))
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+         FROM partners WHERE ",
+    );
+    query.push(if filter.show_archived {
+        "true"
+    } else {
+        "state = 'active'"
+    });
+    if let Some(prefix) = &filter.name_prefix {
+        query
+            .push(" AND lower(name) LIKE lower(")
+            .push_bind(prefix.clone())
+            .push(") || '%'");
+    }
+    if let Some(fragment) = &filter.name_contains {
+        query
+            .push(" AND lower(name) LIKE '%' || lower(")
+            .push_bind(fragment.clone())
+            .push(") || '%'");
+    }
+    if let Some(code) = &filter.fiscal_code {
+        query.push(" AND fiscal_code = ").push_bind(code.clone());
+    }
+    if let Some(city) = &filter.city {
+        query
+            .push(" AND lower(city) = lower(")
+            .push_bind(city.clone())
+            .push(")");
+    }
+    if let Some(county) = &filter.county {
+        query
+            .push(" AND lower(county) = lower(")
+            .push_bind(county.clone())
+            .push(")");
+    }
+    if let Some(currency) = &filter.turnover_currency {
+        query
+            .push(" AND turnover_currency = ")
+            .push_bind(currency.clone());
+    }
+    if let Some(min) = filter.turnover_min {
+        query.push(" AND turnover_units >= ").push_bind(min);
+    }
+    if let Some(max) = filter.turnover_max {
+        query.push(" AND turnover_units <= ").push_bind(max);
+    }
+    if let Some(min) = filter.employees_min {
+        query.push(" AND employee_count >= ").push_bind(min);
+    }
+    if let Some(max) = filter.employees_max {
+        query.push(" AND employee_count <= ").push_bind(max);
+    }
+    if let Some(domain) = &filter.activity_domain {
+        query
+            .push(" AND lower(activity_domain) = lower(")
+            .push_bind(domain.clone())
+            .push(")");
+    }
+    if let Some(kind) = filter.kind {
+        query.push(" AND kind = ").push_bind(kind);
+    }
+    if let Some((name, id)) = after {
+        query
+            .push(" AND (lower(name), id) > (")
+            .push_bind(name.clone())
+            .push(", ")
+            .push_bind(*id)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY lower(name), id LIMIT ")
+        .push_bind(limit);
+    let rows = query.build().fetch_all(&mut *conn).await?;
     let mut partners = rows
         .iter()
         .map(partner_from_row)
