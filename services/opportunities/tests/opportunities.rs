@@ -699,16 +699,17 @@ async fn a_batch_reports_each_item_and_trusts_marketing_with_its_new_campaigns()
     assert_eq!(fields(&results[1]), ["requests[1].opportunity.partner_id"]);
     assert_eq!(fields(&results[2]), ["requests[2].opportunity.title"]);
 
-    // Marketing itself, right after creating the campaign (before its event): created. The
-    // bad items still fail alone.
+    // Marketing, for the user who asked (M7), right after creating the campaign (before its
+    // event): created, recording the user, not the service. The bad items still fail alone.
     let results = s
         .opportunities
-        .batch_create_opportunities(as_service(batch.clone(), "marketing"))
+        .batch_create_opportunities(on_behalf(batch.clone(), "marketing", "ana", &["marketing"]))
         .await
         .unwrap()
         .into_inner()
         .results;
     assert_eq!(results[0].outcome, pb::BatchItemOutcome::Created as i32);
+    assert_eq!(results[0].opportunity.as_ref().unwrap().creator, "ana");
     assert_eq!(results[1].outcome, failed);
     assert_eq!(results[2].outcome, failed);
     let created = results[0].opportunity.clone().unwrap();
@@ -736,7 +737,7 @@ async fn a_batch_reports_each_item_and_trusts_marketing_with_its_new_campaigns()
     .await;
     let rerun = s
         .opportunities
-        .batch_create_opportunities(as_service(batch.clone(), "marketing"))
+        .batch_create_opportunities(on_behalf(batch.clone(), "marketing", "ana", &["marketing"]))
         .await
         .unwrap()
         .into_inner()
@@ -746,6 +747,19 @@ async fn a_batch_reports_each_item_and_trusts_marketing_with_its_new_campaigns()
         pb::BatchItemOutcome::AlreadyExisted as i32
     );
     assert_eq!(rerun[0].opportunity.as_ref().unwrap().id, created.id);
+    // Marketing's request ids are marketing's: another user's run of the same campaign does
+    // not duplicate either.
+    let other_user = s
+        .opportunities
+        .batch_create_opportunities(on_behalf(batch.clone(), "marketing", "ion", &["marketing"]))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(
+        other_user[0].outcome,
+        pb::BatchItemOutcome::AlreadyExisted as i32
+    );
     assert_eq!(s.count_events::<ev::OpportunityCreated>().await, 1);
     // Now a user may name the campaign too.
     let results = s

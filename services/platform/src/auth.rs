@@ -87,17 +87,35 @@ pub struct Claims {
     pub exp: u64,
     /// Issued at, seconds since the epoch.
     pub iat: u64,
+    /// On a service token: the user the service acts for (DESIGN "Cross-service rules"). The
+    /// callee trusts it because only a service can sign it, and applies that user's rights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obo: Option<OnBehalfOf>,
+}
+
+/// The user a service acts for, carried inside the service's token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnBehalfOf {
+    /// The user's token subject.
+    pub sub: String,
+    /// The user's roles.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 /// Who is calling: put in the request extensions by [`AuthInterceptor`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
-    /// Token subject: the user name, or `service:<name>` for a service token.
+    /// Token subject: the user name, or `service:<name>` for a service acting on its own. For a
+    /// service acting for a user, the user.
     pub subject: String,
-    /// Roles granted by the token.
+    /// Roles granted by the token (for a service acting for a user, the user's).
     pub roles: BTreeSet<String>,
-    /// Whether this is another CRM service acting on the system's behalf.
+    /// Whether this is another CRM service acting on the system's behalf (all rights).
     pub is_service: bool,
+    /// The CRM service that made the call, for itself or for `subject` (e.g. `marketing`);
+    /// `None` for a user's own call.
+    pub via_service: Option<String>,
 }
 
 impl Caller {
@@ -107,6 +125,21 @@ impl Caller {
             .extensions()
             .get::<Caller>()
             .ok_or_else(|| Status::unauthenticated("missing bearer token"))
+    }
+
+    /// Whether the call comes from the CRM service `name`, acting on its own or for a user.
+    pub fn is_from_service(&self, name: &str) -> bool {
+        self.via_service.as_deref() == Some(name)
+    }
+
+    /// The namespace of the caller's request ids (idempotency keys): a service's own for calls
+    /// a service makes, even for a user (its ids are derived by the service, e.g.
+    /// `campaign:<c>:partner:<p>`, and must not repeat per user), else the user's.
+    pub fn request_scope(&self) -> String {
+        match &self.via_service {
+            Some(service) => format!("{SERVICE_PREFIX}{service}"),
+            None => self.subject.clone(),
+        }
     }
 
     /// Whether the caller has `role`.
@@ -310,10 +343,27 @@ impl TokenVerifier {
         let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?
             .claims;
-        Ok(Caller {
-            is_service: claims.sub.starts_with(SERVICE_PREFIX),
-            subject: claims.sub,
-            roles: claims.roles.into_iter().collect(),
+        let service = claims.sub.strip_prefix(SERVICE_PREFIX).map(str::to_owned);
+        Ok(match (service, claims.obo) {
+            (Some(service), Some(user)) => Caller {
+                subject: user.sub,
+                roles: user.roles.into_iter().collect(),
+                is_service: false,
+                via_service: Some(service),
+            },
+            (Some(service), None) => Caller {
+                subject: claims.sub,
+                roles: claims.roles.into_iter().collect(),
+                is_service: true,
+                via_service: Some(service),
+            },
+            // A user token cannot claim to act for someone else.
+            (None, _) => Caller {
+                subject: claims.sub,
+                roles: claims.roles.into_iter().collect(),
+                is_service: false,
+                via_service: None,
+            },
         })
     }
 }
@@ -347,6 +397,16 @@ impl TokenIssuer {
 
     /// A token for `subject` with `roles`, valid for `ttl`.
     pub fn issue(&self, subject: &str, roles: &[&str], ttl: Duration) -> String {
+        self.sign(subject, roles, None, ttl)
+    }
+
+    fn sign(
+        &self,
+        subject: &str,
+        roles: &[&str],
+        obo: Option<OnBehalfOf>,
+        ttl: Duration,
+    ) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -358,9 +418,23 @@ impl TokenIssuer {
             aud: self.audience.clone(),
             iat: now,
             exp: now + ttl.as_secs(),
+            obo,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)
             .expect("HS256 signing with a secret cannot fail")
+    }
+
+    /// A service token for the service `name` acting for `user` (its subject and roles).
+    pub fn issue_on_behalf_token(&self, name: &str, user: &Caller, ttl: Duration) -> String {
+        self.sign(
+            &format!("{SERVICE_PREFIX}{name}"),
+            &[],
+            Some(OnBehalfOf {
+                sub: user.subject.clone(),
+                roles: user.roles.iter().cloned().collect(),
+            }),
+            ttl,
+        )
     }
 
     /// A service token for the service `name` (subject `service:<name>`).
@@ -423,6 +497,21 @@ impl ServiceCallInterceptor {
         }
     }
 
+    /// The same service acting for `user`: the callee applies the user's rights and records
+    /// the user as the actor, while trusting that a CRM service made the call. A user that is
+    /// itself a service acting on its own is passed on as is.
+    pub fn acting_for(&self, user: &Caller) -> OnBehalfInterceptor {
+        let token = if user.is_service {
+            self.token()
+        } else {
+            self.issuer
+                .issue_on_behalf_token(&self.name, user, SERVICE_TOKEN_TTL)
+        };
+        OnBehalfInterceptor {
+            authorization: format!("Bearer {token}"),
+        }
+    }
+
     fn token(&self) -> String {
         let mut cached = self
             .cached
@@ -439,6 +528,25 @@ impl ServiceCallInterceptor {
                 token
             }
         }
+    }
+}
+
+/// A client interceptor for one call made by a service for a user (see
+/// [`ServiceCallInterceptor::acting_for`]): the on-behalf-of token and the trace context.
+#[derive(Clone)]
+pub struct OnBehalfInterceptor {
+    authorization: String,
+}
+
+impl Interceptor for OnBehalfInterceptor {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let mut request = crate::telemetry::TraceContextInterceptor.call(request)?;
+        let value = self
+            .authorization
+            .parse()
+            .map_err(|_| Status::internal("service token is not a valid header value"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
     }
 }
 
@@ -548,6 +656,47 @@ mod tests {
             assert_eq!(status.code(), tonic::Code::Unauthenticated);
             assert_eq!(status.message(), "invalid token");
         }
+    }
+
+    #[test]
+    fn a_service_acting_for_a_user_carries_the_users_rights_and_cannot_be_forged() {
+        let s = settings();
+        let verifier = TokenVerifier::from_settings(&s).unwrap();
+        let ana = verifier
+            .verify(&TokenIssuer::for_users(&s).unwrap().issue(
+                "ana",
+                &["sales"],
+                Duration::from_secs(60),
+            ))
+            .unwrap();
+        assert_eq!(ana.via_service, None);
+        let mut call = ServiceCallInterceptor::new("marketing", &s).acting_for(&ana);
+        let request = call.call(Request::new(())).unwrap();
+        let header = request
+            .metadata()
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        let caller = verifier.verify_header(Some(header)).unwrap();
+        assert_eq!(caller.subject, "ana");
+        assert!(caller.has_role("sales") && !caller.has_role("admin"));
+        assert!(!caller.is_service, "the user's rights, not the service's");
+        assert!(caller.is_from_service("marketing"));
+        // A user token claiming to act for someone is just that user.
+        let forged = TokenIssuer::for_users(&s).unwrap().sign(
+            "ana",
+            &[],
+            Some(OnBehalfOf {
+                sub: "boss".into(),
+                roles: vec!["admin".into()],
+            }),
+            Duration::from_secs(60),
+        );
+        let caller = verifier.verify(&forged).unwrap();
+        assert_eq!(caller.subject, "ana");
+        assert!(!caller.has_role("admin"));
+        assert_eq!(caller.via_service, None);
     }
 
     #[test]

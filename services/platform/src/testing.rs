@@ -175,6 +175,27 @@ pub fn authed<T>(message: T, user: &str, roles: &[&str]) -> tonic::Request<T> {
     request
 }
 
+/// `message` as a request the service `service` makes for `user` with `roles` (an
+/// on-behalf-of service token).
+pub fn on_behalf<T>(message: T, service: &str, user: &str, roles: &[&str]) -> tonic::Request<T> {
+    let settings = AuthSettings::development();
+    let user = crate::auth::TokenVerifier::from_settings(&settings)
+        .expect("development keys")
+        .verify(&user_token(user, roles))
+        .expect("a development token verifies");
+    let mut request = tonic::Request::new(message);
+    tonic::service::Interceptor::call(
+        &mut crate::auth::ServiceCallInterceptor::new(service, &settings).acting_for(&user),
+        tonic::Request::new(()),
+    )
+    .expect("an on-behalf-of token")
+    .metadata()
+    .get("authorization")
+    .cloned()
+    .map(|value| request.metadata_mut().insert("authorization", value));
+    request
+}
+
 /// `message` as a request of the service `name` (a service token).
 pub fn as_service<T>(message: T, name: &str) -> tonic::Request<T> {
     let token = TokenIssuer::for_services(&AuthSettings::development())

@@ -35,6 +35,7 @@ fn rs256_token(kid: Option<&str>, sub: &str, issuer: &str) -> String {
         aud: "crm".into(),
         exp: now + 600,
         iat: now,
+        obo: None,
     };
     let mut header = Header::new(Algorithm::RS256);
     header.kid = kid.map(str::to_owned);

@@ -222,7 +222,7 @@ impl OpportunitiesApi {
             && let Some(existing) = store::claim_request(
                 &mut tx,
                 "article",
-                &caller.subject,
+                &caller.request_scope(),
                 &request_id,
                 article.id,
                 now,

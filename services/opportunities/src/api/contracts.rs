@@ -282,7 +282,7 @@ impl OpportunitiesApi {
             && let Some(existing) = store::claim_request(
                 &mut tx,
                 "contract",
-                &caller.subject,
+                &caller.request_scope(),
                 &request_id,
                 contract.doc.id,
                 now,

@@ -328,7 +328,7 @@ impl OpportunitiesApi {
             && let Some(existing) = store::claim_request(
                 &mut tx,
                 "invoice",
-                &caller.subject,
+                &caller.request_scope(),
                 &request_id,
                 invoice.doc.id,
                 now,

@@ -65,7 +65,7 @@ impl OpportunitiesApi {
             && let Some(existing) = store::claim_request(
                 &mut tx,
                 "lost_reason",
-                &caller.subject,
+                &caller.request_scope(),
                 &request_id,
                 reason.id,
                 now,

@@ -144,7 +144,7 @@ impl OpportunitiesApi {
             && let Some(existing) = store::claim_request(
                 &mut tx,
                 "number_series",
-                &caller.subject,
+                &caller.request_scope(),
                 &request_id,
                 series.id,
                 now,

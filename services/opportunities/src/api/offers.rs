@@ -183,7 +183,7 @@ impl OpportunitiesApi {
             && let Some(existing) = store::claim_request(
                 &mut tx,
                 "offer",
-                &caller.subject,
+                &caller.request_scope(),
                 &request_id,
                 offer.doc.id,
                 now,

@@ -45,7 +45,7 @@ const UPDATABLE: &[&str] = &[
     "description",
 ];
 /// The service whose calls name campaigns that may not have reached the catalogue yet.
-const MARKETING_SERVICE: &str = "service:marketing";
+const MARKETING_SERVICE: &str = "marketing";
 
 /// A valid opportunity to create.
 struct NewOpportunity {
@@ -109,7 +109,7 @@ impl OpportunitiesApi {
     }
 
     /// Checks the campaigns named by a create: known ones pass; unknown ones named by the
-    /// marketing service itself are recorded (marketing owns campaigns, and its events may
+    /// marketing service (for itself or for a user) are recorded (marketing owns campaigns, and its events may
     /// trail its call); others are unknown, by id.
     async fn unknown_campaigns(
         &self,
@@ -122,7 +122,8 @@ impl OpportunitiesApi {
             if store::catalogues::get_campaign(conn, id).await?.is_some() {
                 continue;
             }
-            if caller.is_service && caller.subject == MARKETING_SERVICE {
+            // Marketing's own call, or marketing acting for a user (M7).
+            if caller.is_from_service(MARKETING_SERVICE) {
                 store::catalogues::announce_campaign(conn, id, self.clock.now()).await?;
             } else {
                 unknown.insert(id);
@@ -144,9 +145,15 @@ impl OpportunitiesApi {
         let now = self.clock.now();
         let id = Uuid::now_v7();
         if !request_id.is_empty()
-            && let Some(existing) =
-                store::claim_request(tx, "opportunity", &caller.subject, request_id, id, now)
-                    .await?
+            && let Some(existing) = store::claim_request(
+                tx,
+                "opportunity",
+                &caller.request_scope(),
+                request_id,
+                id,
+                now,
+            )
+            .await?
         {
             let opportunity = store::opportunities::get(tx, existing, false)
                 .await?
@@ -211,7 +218,7 @@ impl OpportunitiesApi {
             return Err(f.finish().expect_err("a field was refused"));
         };
         f.finish()?;
-        if !caller.is_service {
+        if caller.via_service.is_none() {
             self.partners
                 .usable(new.partner_id, "opportunity.partner_id")
                 .await?;
@@ -303,7 +310,9 @@ impl OpportunitiesApi {
                 results[i] = failed(&request_id, f.0);
                 continue;
             }
-            if !caller.is_service
+            // Partners named by a CRM service (marketing's campaign members) are trusted: the
+            // directory learns them from marketing's events.
+            if caller.via_service.is_none()
                 && let Err(err) = self
                     .partners
                     .usable(
@@ -666,7 +675,7 @@ impl OpportunitiesApi {
             && store::claim_request(
                 &mut tx,
                 &format!("stage_change:{id}"),
-                &caller.subject,
+                &caller.request_scope(),
                 &request_id,
                 change_id,
                 now,
@@ -735,7 +744,7 @@ impl OpportunitiesApi {
             && store::claim_request(
                 &mut tx,
                 &format!("stage_change:{id}"),
-                &caller.subject,
+                &caller.request_scope(),
                 &request_id,
                 change_id,
                 now,
@@ -802,7 +811,7 @@ impl OpportunitiesApi {
             && store::claim_request(
                 &mut tx,
                 &format!("stage_change:{id}"),
-                &caller.subject,
+                &caller.request_scope(),
                 &request_id,
                 change_id,
                 now,

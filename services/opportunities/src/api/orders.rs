@@ -228,7 +228,7 @@ impl OpportunitiesApi {
             && let Some(existing) = store::claim_request(
                 &mut tx,
                 "order",
-                &caller.subject,
+                &caller.request_scope(),
                 &request_id,
                 order.doc.id,
                 now,

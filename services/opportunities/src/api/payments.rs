@@ -233,7 +233,7 @@ impl OpportunitiesApi {
             && let Some(existing) = store::claim_request(
                 &mut tx,
                 "payment",
-                &caller.subject,
+                &caller.request_scope(),
                 &request_id,
                 payment.id,
                 now,

@@ -30,7 +30,8 @@ use tonic::{Code, Status, transport::Channel};
 use tonic_types::StatusExt as _;
 use uuid::Uuid;
 
-pub use crm_platform::testing::{as_service, authed};
+#[allow(unused_imports, reason = "each test binary uses part of the harness")]
+pub use crm_platform::testing::{as_service, authed, on_behalf};
 
 /// A running opportunities service and its clients.
 pub struct Service {
