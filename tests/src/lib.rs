@@ -51,6 +51,8 @@ impl Stack {
         let marketing_db = TestDatabase::create("marketing").await;
         testing::use_test_backing(&mut marketing_settings.base, &marketing_db, redis.clone());
         let (marketing_listener, marketing) = listener().await;
+        let (opportunities_listener, opportunities) = listener().await;
+        marketing_settings.opportunities.url = format!("http://{opportunities}");
         let (stop_marketing, marketing_stopped) = stopper();
         tokio::spawn(crm_marketing::run(
             marketing_settings,
@@ -67,7 +69,6 @@ impl Stack {
             redis.clone(),
         );
         opportunities_settings.marketing.url = format!("http://{marketing}");
-        let (opportunities_listener, opportunities) = listener().await;
         let (stop_opportunities, opportunities_stopped) = stopper();
         tokio::spawn(crm_opportunities::run(
             opportunities_settings,

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crm_platform::settings::{BaseSettings, SettingsError, Validate, load_service};
+use crm_platform::settings::{
+    BaseSettings, SettingsError, SiblingSettings, Validate, load_service,
+};
 use serde::Deserialize;
 
 /// Marketing's built-in defaults on top of the platform's: every key can be overridden by the
@@ -14,6 +16,10 @@ listen_addr = "127.0.0.1:50061"
 
 [database]
 schema = "marketing"
+
+[opportunities]
+url = "http://127.0.0.1:50062"
+timeout_ms = 5000
 "#;
 
 /// Everything the marketing service is configured with.
@@ -22,6 +28,8 @@ pub struct Settings {
     /// Server, database, Redis, auth, telemetry, blobs, relay and consumers.
     #[serde(flatten)]
     pub base: BaseSettings,
+    /// Where opportunities is: campaigns generate opportunities there (M7).
+    pub opportunities: SiblingSettings,
 }
 
 impl Settings {
@@ -33,6 +41,7 @@ impl Settings {
 
 impl Validate for Settings {
     fn validate(&self) -> Result<(), SettingsError> {
-        self.base.validate()
+        self.base.validate()?;
+        self.opportunities.validate("opportunities")
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod config;
+pub mod consumers;
 pub mod convert;
 pub mod domain;
 pub mod error;
@@ -42,7 +43,12 @@ pub async fn run_with_clock(
     service::run(SERVICE, &settings.base, listener, shutdown, clock, |ctx| {
         let events = events::Events::new(ctx.outbox(events::STREAM), ctx.relay.clone());
         let partners = api::PartnerApi::new(ctx.pool.clone(), events, ctx.clock.clone());
-        Ok(Wiring::new().serve(PartnerServiceServer::with_interceptor(partners, ctx.auth())))
+        let mut wiring =
+            Wiring::new().serve(PartnerServiceServer::with_interceptor(partners, ctx.auth()));
+        for stream in consumers::STREAMS {
+            wiring = wiring.consume(ctx.consumer(stream, consumers::SiblingEvents)?);
+        }
+        Ok(wiring)
     })
     .await
 }

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crm_platform::settings::{BaseSettings, SettingsError, Validate, load_service};
+use crm_platform::settings::{
+    BaseSettings, SettingsError, SiblingSettings, Validate, load_service,
+};
 use serde::Deserialize;
 
 /// Opportunities' built-in defaults on top of the platform's: every key can be overridden by
@@ -40,7 +42,7 @@ pub struct Settings {
     /// The company that issues the documents.
     pub company: CompanySettings,
     /// Where marketing is, to look up a partner this service has not heard of yet.
-    pub marketing: MarketingSettings,
+    pub marketing: SiblingSettings,
 }
 
 /// The company printed on documents, and its calendar (`[company]`).
@@ -67,15 +69,6 @@ pub struct CompanySettings {
     pub payment_term_days: u32,
 }
 
-/// How to reach marketing (`[marketing]`).
-#[derive(Clone, Debug, Deserialize)]
-pub struct MarketingSettings {
-    /// Its gRPC endpoint (plaintext HTTP/2), e.g. `http://marketing:50061`.
-    pub url: String,
-    /// How long a lookup may take before the caller is told marketing is unavailable, in ms.
-    pub timeout_ms: u64,
-}
-
 impl Settings {
     /// Loads defaults, then `file`, then `CRM__…` variables, and validates them.
     pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
@@ -95,13 +88,6 @@ impl Validate for Settings {
                 "must be at most 3650",
             ));
         }
-        if !self.marketing.url.starts_with("http://") && !self.marketing.url.starts_with("https://")
-        {
-            return Err(SettingsError::invalid(
-                "marketing.url",
-                "must start with http:// or https://",
-            ));
-        }
-        Ok(())
+        self.marketing.validate("marketing")
     }
 }

@@ -11,8 +11,9 @@ use sqlx::PgPool;
 use tonic::{Code, codegen::InterceptedService, transport::Channel};
 use uuid::Uuid;
 
+use crm_platform::settings::SiblingSettings;
+
 use crate::{
-    config::MarketingSettings,
     domain::catalogue::PartnerCard,
     error::{OpportunitiesError, Result},
     store,
@@ -30,16 +31,13 @@ impl Partners {
     /// Partners from `pool`'s directory, asking marketing (per `settings`) with `calls`.
     pub fn new(
         pool: PgPool,
-        settings: &MarketingSettings,
+        settings: &SiblingSettings,
         calls: ServiceCallInterceptor,
     ) -> anyhow::Result<Self> {
-        let channel = Channel::from_shared(settings.url.clone())?
-            .connect_timeout(Duration::from_millis(settings.timeout_ms))
-            .connect_lazy();
         Ok(Self {
             pool,
-            marketing: PartnerServiceClient::with_interceptor(channel, calls),
-            timeout: Duration::from_millis(settings.timeout_ms),
+            marketing: PartnerServiceClient::with_interceptor(settings.channel()?, calls),
+            timeout: settings.timeout(),
         })
     }
 

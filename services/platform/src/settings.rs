@@ -129,6 +129,42 @@ fn default_max_message_bytes() -> usize {
     4 * 1024 * 1024
 }
 
+/// How to reach a sibling service (`[marketing]`, `[opportunities]`, … in the settings of a
+/// service that calls it).
+#[derive(Clone, Debug, Deserialize)]
+pub struct SiblingSettings {
+    /// Its gRPC endpoint (plaintext HTTP/2), e.g. `http://marketing:50061`.
+    pub url: String,
+    /// How long a call may take before the caller treats the sibling as unavailable, in ms.
+    pub timeout_ms: u64,
+}
+
+impl SiblingSettings {
+    /// Checks the URL scheme; `key` names the section (`marketing`).
+    pub fn validate(&self, key: &str) -> Result<(), SettingsError> {
+        if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
+            return Err(SettingsError::invalid(
+                &format!("{key}.url"),
+                "must start with http:// or https://",
+            ));
+        }
+        Ok(())
+    }
+
+    /// A channel to the sibling, connected on first use (a sibling that is down at start only
+    /// fails the calls that need it).
+    pub fn channel(&self) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        Ok(tonic::transport::Endpoint::from_shared(self.url.clone())?
+            .connect_timeout(std::time::Duration::from_millis(self.timeout_ms))
+            .connect_lazy())
+    }
+
+    /// The deadline of one call to the sibling.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms)
+    }
+}
+
 /// The settings every service built on the platform shares (`[server]`, `[database]`,
 /// `[redis]`, `[auth]`, `[telemetry]`, `[blob]`, `[relay]`, `[consumer]`). A service's own
 /// settings struct embeds it with `#[serde(flatten)]` next to its own sections.

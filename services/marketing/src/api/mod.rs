@@ -1,0 +1,7 @@
+//! The gRPC handlers of marketing's services: request → domain values (validation),
+//! authorisation, calls to the store in one transaction with the outbox, domain → response. No
+//! SQL here. One file per service.
+
+mod partners;
+
+pub use partners::PartnerApi;

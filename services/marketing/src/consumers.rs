@@ -1,0 +1,34 @@
+//! The events marketing consumes from its siblings: one handler for every stream, because a
+//! consumer group hands each event to one consumer of the group, and every effect of one event
+//! (a campaign's revenue, a partner's history) must be applied once, together, in the
+//! transaction that records the event as processed.
+//!
+//! - M5, M6: campaign revenues, opportunity counts and the monthly return (`campaigns`).
+//! - M8: the partner's history (`history`).
+
+use crm_platform::events::{EventHandler, HandlerError};
+use crm_proto::events::Envelope;
+use sqlx::PgConnection;
+
+/// The streams marketing consumes (names without the prefix).
+pub const STREAMS: &[&str] = &[
+    "crm.events.opportunities",
+    "crm.events.tasks",
+    "crm.events.notifications",
+    "crm.events.email-import",
+];
+
+/// Applies one event of a sibling to every projection that needs it.
+#[derive(Clone, Debug, Default)]
+pub struct SiblingEvents;
+
+impl EventHandler for SiblingEvents {
+    async fn handle(
+        &self,
+        _tx: &mut PgConnection,
+        _envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
+        // Each projection adds its call here, all on the same transaction `_tx`.
+        Ok(())
+    }
+}
