@@ -14,6 +14,7 @@ pub use generated::crm;
 pub use generated::crm::common::v1 as common;
 pub use generated::crm::email_import::v1 as email_import;
 pub use generated::crm::events::v1 as events;
+pub use generated::crm::files::v1 as files;
 pub use generated::crm::marketing::v1 as marketing;
 pub use generated::crm::notifications::v1 as notifications;
 pub use generated::crm::opportunities::v1 as opportunities;

@@ -20,7 +20,7 @@ pub struct Stack {
     pub opportunities: SocketAddr,
     /// The Redis settings every service uses (with this stack's stream prefix).
     pub redis: RedisSettings,
-    _databases: Vec<TestDatabase>,
+    databases: Vec<TestDatabase>,
     _stop: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -85,6 +85,9 @@ impl Stack {
         gateway_settings
             .routes
             .insert("opportunities".into(), format!("http://{opportunities}"));
+        gateway_settings
+            .routes
+            .insert("files".into(), format!("http://{marketing}"));
         let (stop_gateway, gateway_stopped) = stopper();
         tokio::spawn(crm_gateway::run(
             gateway_settings,
@@ -100,9 +103,16 @@ impl Stack {
             marketing,
             opportunities,
             redis,
-            _databases: vec![marketing_db, opportunities_db],
+            databases: vec![marketing_db, opportunities_db],
             _stop: vec![stop_marketing, stop_opportunities, stop_gateway],
         }
+    }
+
+    /// A pool on marketing's database (schema set), to look at what it stored.
+    pub async fn marketing_pool(&self) -> sqlx::PgPool {
+        crm_platform::db::connect(&self.databases[0].settings)
+            .await
+            .expect("marketing's database")
     }
 
     /// A channel to the gateway.

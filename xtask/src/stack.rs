@@ -77,6 +77,10 @@ pub const SERVICES: &[ServiceDef] = &[
     svc("gateway", "crm-gateway", &[], Some(50051), Role::Gateway),
 ];
 
+/// Packages served by a process whose own route is another: `crm.files.v1` (uploads) is
+/// served by marketing, so the gateway's `CRM__ROUTES__FILES` points at marketing's port.
+pub const SHARED_ROUTES: &[(&str, &str)] = &[("files", "marketing")];
+
 /// `bench` runs its own stack next to a running `dev` one: every port plus this.
 pub const BENCH_PORT_OFFSET: u16 = 100;
 
@@ -168,6 +172,15 @@ impl Stack {
                 _ => None,
             })
             .collect();
+        let gateway_routes: Vec<(String, String)> = routes
+            .iter()
+            .cloned()
+            .chain(SHARED_ROUTES.iter().filter_map(|(route, served_by)| {
+                let key = format!("CRM__ROUTES__{}", served_by.to_uppercase());
+                let url = routes.iter().find(|(k, _)| *k == key)?.1.clone();
+                Some((format!("CRM__ROUTES__{}", route.to_uppercase()), url))
+            }))
+            .collect();
         // Services that call a sibling read its address from `[<route>] url` (opportunities
         // asks marketing for partners it has not heard of): `CRM__MARKETING__URL`, …
         let siblings: Vec<(String, String)> = routes
@@ -196,7 +209,7 @@ impl Stack {
             }
             if def.role == Role::Gateway {
                 command
-                    .envs(routes.iter().map(|(k, v)| (k, v)))
+                    .envs(gateway_routes.iter().map(|(k, v)| (k, v)))
                     .envs(options.gateway_env.iter().map(|(k, v)| (k, v)));
             } else {
                 command.envs(siblings.iter().map(|(k, v)| (k, v)));

@@ -184,6 +184,8 @@ fn every_service_package_is_present() {
         "crm.notifications.v1.EmailService",
         "crm.notifications.v1.InboxService",
         "crm.email_import.v1.EmailImportService",
+        "crm.files.v1.FileService",
+        "crm.opportunities.v1.AttachmentService",
     ] {
         assert!(
             names.iter().any(|n| n == expected),

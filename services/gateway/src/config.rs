@@ -27,6 +27,8 @@ log_filter = "info"
 
 [routes]
 marketing = "http://127.0.0.1:50061"
+# Uploads (`crm.files.v1`) are stored by marketing, which owns the blob store's collector.
+files = "http://127.0.0.1:50061"
 opportunities = "http://127.0.0.1:50062"
 tasks = "http://127.0.0.1:50063"
 notifications = "http://127.0.0.1:50064"

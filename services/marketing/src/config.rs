@@ -20,6 +20,9 @@ schema = "marketing"
 [opportunities]
 url = "http://127.0.0.1:50062"
 timeout_ms = 5000
+
+[files]
+collect_interval_ms = 3600000
 "#;
 
 /// Everything the marketing service is configured with.
@@ -30,6 +33,15 @@ pub struct Settings {
     pub base: BaseSettings,
     /// Where opportunities is: campaigns generate opportunities there (M7).
     pub opportunities: SiblingSettings,
+    /// The file service marketing hosts.
+    pub files: FileSettings,
+}
+
+/// The file service (`[files]`). The largest upload is `server.max_upload_bytes`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct FileSettings {
+    /// How often uploads no record claimed within a day are collected, in ms.
+    pub collect_interval_ms: u64,
 }
 
 impl Settings {

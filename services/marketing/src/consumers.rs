@@ -5,6 +5,7 @@
 //!
 //! - M5, M6: campaign revenues, opportunity counts and the monthly return (`campaigns`).
 //! - M8: the partner's history (`history`).
+//! - Files: uploads claimed by the records they were attached to (`uploads`).
 
 use crm_platform::events::{EventHandler, HandlerError};
 use crm_proto::events::Envelope;
@@ -23,12 +24,9 @@ pub const STREAMS: &[&str] = &[
 pub struct SiblingEvents;
 
 impl EventHandler for SiblingEvents {
-    async fn handle(
-        &self,
-        _tx: &mut PgConnection,
-        _envelope: &Envelope,
-    ) -> Result<(), HandlerError> {
-        // Each projection adds its call here, all on the same transaction `_tx`.
+    async fn handle(&self, tx: &mut PgConnection, envelope: &Envelope) -> Result<(), HandlerError> {
+        // Each projection adds its call here, all on the same transaction `tx`.
+        crate::uploads::claim(tx, envelope).await?;
         Ok(())
     }
 }

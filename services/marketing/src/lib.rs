@@ -9,14 +9,21 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod store;
+pub mod uploads;
 
 use std::future::Future;
 
 use crm_platform::{
+    blob::BlobStore,
     clock::Clock,
+    files::UploadTokens,
     service::{self, ServiceDef, Wiring},
 };
-use crm_proto::marketing::partner_service_server::PartnerServiceServer;
+use crm_proto::{
+    files::file_service_server::FileServiceServer,
+    marketing::partner_service_server::PartnerServiceServer,
+};
+use tonic::codegen::InterceptedService;
 
 /// The marketing service: its name and migrations.
 pub const SERVICE: ServiceDef = ServiceDef {
@@ -40,11 +47,29 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
     clock: Clock,
 ) -> anyhow::Result<()> {
+    let blobs = BlobStore::local(&settings.base.blob.root)?;
+    let max_upload = settings.base.server.max_upload_bytes;
+    let collect_every = std::time::Duration::from_millis(settings.files.collect_interval_ms);
     service::run(SERVICE, &settings.base, listener, shutdown, clock, |ctx| {
         let events = events::Events::new(ctx.outbox(events::STREAM), ctx.relay.clone());
         let partners = api::PartnerApi::new(ctx.pool.clone(), events, ctx.clock.clone());
-        let mut wiring =
-            Wiring::new().serve(PartnerServiceServer::with_interceptor(partners, ctx.auth()));
+        let files = api::FileApi::new(
+            ctx.pool.clone(),
+            blobs.clone(),
+            ctx.clock.clone(),
+            UploadTokens::new(&ctx.settings().auth),
+            max_upload,
+        );
+        let (pool, clock) = (ctx.pool.clone(), ctx.clock.clone());
+        let mut wiring = Wiring::new()
+            .serve(PartnerServiceServer::with_interceptor(partners, ctx.auth()))
+            .serve(InterceptedService::new(
+                // The platform's request limit refuses bigger uploads first, with
+                // RESOURCE_EXHAUSTED; tonic's own must not be lower.
+                FileServiceServer::new(files).max_decoding_message_size(max_upload + 4096),
+                ctx.auth(),
+            ))
+            .background(move |stop| uploads::collect(pool, blobs, clock, collect_every, stop));
         for stream in consumers::STREAMS {
             wiring = wiring.consume(ctx.consumer(stream, consumers::SiblingEvents)?);
         }

@@ -57,6 +57,18 @@ impl Events {
             .await
     }
 
+    /// Adds `payload`, about no partner, caused by `actor` at `at`, to the outbox in `conn`'s
+    /// transaction.
+    pub async fn publish_unattached<M: prost::Name>(
+        &self,
+        conn: &mut PgConnection,
+        actor: &str,
+        payload: &M,
+        at: DateTime<Utc>,
+    ) -> Result<Uuid, EventError> {
+        self.outbox.publish(conn, None, actor, payload, at).await
+    }
+
     /// Commits a transaction that published events and wakes the relay, so they leave now.
     pub async fn commit(&self, tx: Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
         tx.commit().await?;

@@ -17,10 +17,13 @@ use std::future::Future;
 use crm_platform::{
     blob::BlobStore,
     clock::Clock,
+    files::UploadTokens,
     service::{self, ServiceDef, Wiring},
 };
 use crm_proto::opportunities::{
-    article_service_server::ArticleServiceServer, contract_service_server::ContractServiceServer,
+    article_service_server::ArticleServiceServer,
+    attachment_service_server::AttachmentServiceServer,
+    contract_service_server::ContractServiceServer,
     document_render_service_server::DocumentRenderServiceServer,
     invoice_service_server::InvoiceServiceServer,
     lost_reason_service_server::LostReasonServiceServer,
@@ -67,49 +70,27 @@ pub async fn run_with_clock(
                 ctx.service_calls(),
             )?,
             blobs,
+            uploads: UploadTokens::new(&ctx.settings().auth),
         });
         let auth = ctx.auth();
+        // Every service of the package is the same handlers behind the token check.
+        macro_rules! authed {
+            ($server:ident) => {
+                $server::with_interceptor(api.clone(), auth.clone())
+            };
+        }
         Ok(Wiring::new()
-            .serve(OpportunityServiceServer::with_interceptor(
-                api.clone(),
-                auth.clone(),
-            ))
-            .serve(LostReasonServiceServer::with_interceptor(
-                api.clone(),
-                auth.clone(),
-            ))
-            .serve(ArticleServiceServer::with_interceptor(
-                api.clone(),
-                auth.clone(),
-            ))
-            .serve(NumberSeriesServiceServer::with_interceptor(
-                api.clone(),
-                auth.clone(),
-            ))
-            .serve(OfferServiceServer::with_interceptor(
-                api.clone(),
-                auth.clone(),
-            ))
-            .serve(OrderServiceServer::with_interceptor(
-                api.clone(),
-                auth.clone(),
-            ))
-            .serve(ContractServiceServer::with_interceptor(
-                api.clone(),
-                auth.clone(),
-            ))
-            .serve(InvoiceServiceServer::with_interceptor(
-                api.clone(),
-                auth.clone(),
-            ))
-            .serve(PaymentServiceServer::with_interceptor(
-                api.clone(),
-                auth.clone(),
-            ))
-            .serve(DocumentRenderServiceServer::with_interceptor(
-                api.clone(),
-                auth,
-            ))
+            .serve(authed!(OpportunityServiceServer))
+            .serve(authed!(LostReasonServiceServer))
+            .serve(authed!(ArticleServiceServer))
+            .serve(authed!(NumberSeriesServiceServer))
+            .serve(authed!(OfferServiceServer))
+            .serve(authed!(OrderServiceServer))
+            .serve(authed!(ContractServiceServer))
+            .serve(authed!(InvoiceServiceServer))
+            .serve(authed!(PaymentServiceServer))
+            .serve(authed!(DocumentRenderServiceServer))
+            .serve(authed!(AttachmentServiceServer))
             .consume(ctx.consumer(events::MARKETING_STREAM, events::MarketingEvents)?)
             .consume(ctx.consumer(events::TASKS_STREAM, events::TaskEvents)?)
             .consume(ctx.consumer(events::COMMANDS_STREAM, events::BillingCommands { api })?))

@@ -179,13 +179,12 @@ async fn an_offer_from_an_opportunity_is_numbered_accepted_and_becomes_an_order_
         .update_offer(sales(pb::UpdateOfferRequest {
             offer: Some(pb::Offer {
                 id: offer.id.clone(),
-                attachments: vec![cpb::AttachmentRef {
-                    blob_key: "a".repeat(64),
-                    file_name: "fisa-tehnica.pdf".into(),
-                    content_type: "application/pdf".into(),
-                    size_bytes: 1234,
-                    id: String::new(),
-                }],
+                attachments: vec![uploaded_by_ana(
+                    &"a".repeat(64),
+                    "fisa-tehnica.pdf",
+                    "application/pdf",
+                    1234,
+                )],
                 ..Default::default()
             }),
             update_mask: mask(&["attachments"]),
@@ -1205,13 +1204,12 @@ async fn an_invoice_renders_to_a_pdf_with_its_number_customer_and_totals() {
         .update_article(sales(pb::UpdateArticleRequest {
             article: Some(pb::Article {
                 id: picture_article.id.clone(),
-                pictures: vec![cpb::AttachmentRef {
-                    blob_key: "b".repeat(64),
-                    file_name: "poza.png".into(),
-                    content_type: "image/png".into(),
-                    size_bytes: 10,
-                    id: String::new(),
-                }],
+                pictures: vec![uploaded_by_ana(
+                    &"b".repeat(64),
+                    "poza.png",
+                    "image/png",
+                    10,
+                )],
                 ..Default::default()
             }),
             update_mask: mask(&["pictures"]),

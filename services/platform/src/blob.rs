@@ -64,6 +64,33 @@ impl BlobStore {
         Ok(self.store.get(&Self::path(key)?).await?.bytes().await?)
     }
 
+    /// Streams the blob stored under `key`, in the store's own chunks, without reading it whole.
+    pub async fn open(
+        &self,
+        key: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Bytes, BlobError>>, BlobError> {
+        use futures::StreamExt as _;
+        let result = self.store.get(&Self::path(key)?).await?;
+        Ok(result.into_stream().map(|chunk| Ok(chunk?)).boxed())
+    }
+
+    /// Whether a blob is stored under `key`.
+    pub async fn exists(&self, key: &str) -> Result<bool, BlobError> {
+        match self.store.head(&Self::path(key)?).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Deletes the blob stored under `key` (nothing when there is none).
+    pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        match self.store.delete(&Self::path(key)?).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     fn path(key: &str) -> Result<StorePath, BlobError> {
         if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(BlobError::BadKey(key.to_owned()));
@@ -93,6 +120,15 @@ mod tests {
         );
         assert_eq!(store.put(Bytes::from_static(b"hello")).await.unwrap(), key);
         assert_eq!(store.get(&key).await.unwrap(), Bytes::from_static(b"hello"));
+        assert!(store.exists(&key).await.unwrap());
+        let streamed: Vec<Bytes> =
+            futures::TryStreamExt::try_collect(store.open(&key).await.unwrap())
+                .await
+                .unwrap();
+        assert_eq!(streamed.concat(), b"hello");
+        store.delete(&key).await.unwrap();
+        assert!(!store.exists(&key).await.unwrap());
+        store.delete(&key).await.unwrap();
         assert!(matches!(
             store.get("../etc").await,
             Err(BlobError::BadKey(_))

@@ -12,6 +12,7 @@
 //!   shutdown) and its `main` (`serve` or `migrate`).
 //! - [`clock`] and [`blob`]: a settable clock and the content-addressed file store.
 //! - [`values`]: request values every service parses alike (text, ids, currencies, dates).
+//! - [`files`]: upload tokens, content sniffing and download streams of attachments.
 
 pub mod auth;
 pub mod blob;
@@ -19,6 +20,7 @@ pub mod clock;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod files;
 mod message_limit;
 pub mod paging;
 pub mod redis_conn;

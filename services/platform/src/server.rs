@@ -14,6 +14,11 @@ use tower_http::trace::TraceLayer;
 
 use crate::{message_limit::MessageLimit, settings::ServerSettings};
 
+/// The methods that take files: `server.max_upload_bytes` applies to them.
+const UPLOAD_PATH: &str = "/crm.files.v1.FileService/";
+/// Room for the other fields of an upload message (the file name).
+const UPLOAD_OVERHEAD: usize = 4096;
+
 /// How often readiness is checked again once serving.
 const READINESS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -92,7 +97,7 @@ pub async fn serve(
     settings: &ServerSettings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let limit = settings.max_message_bytes;
+    let (limit, upload_limit) = (settings.max_message_bytes, settings.max_upload_bytes);
     let routes = routes
         .add_service(tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(health.reporter.clone()),
@@ -110,6 +115,13 @@ pub async fn serve(
         // Oversized requests are RESOURCE_EXHAUSTED before they are buffered (see
         // message_limit.rs).
         .layer(MapRequestLayer::new(move |request: http::Request<Body>| {
+            // Uploads carry whole files (up to 32 MiB by default); everything else keeps the
+            // smaller limit. The gRPC framing overhead of an upload message is a few bytes.
+            let limit = if request.uri().path().starts_with(UPLOAD_PATH) {
+                upload_limit.saturating_add(UPLOAD_OVERHEAD)
+            } else {
+                limit
+            };
             request.map(|body| Body::new(MessageLimit::new(body, limit)))
         }))
         .add_routes(routes)

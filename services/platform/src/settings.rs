@@ -112,6 +112,10 @@ pub struct ServerSettings {
     /// RESOURCE_EXHAUSTED as soon as its length prefix arrives, before it is buffered.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Largest file upload (`crm.files.v1`), in bytes: the request limit of the upload methods
+    /// only, so the rest of the API keeps the smaller one.
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: usize,
 }
 
 impl ServerSettings {
@@ -120,6 +124,7 @@ impl ServerSettings {
         Self {
             listen_addr,
             max_message_bytes: default_max_message_bytes(),
+            max_upload_bytes: default_max_upload_bytes(),
         }
     }
 }
@@ -127,6 +132,11 @@ impl ServerSettings {
 /// 4 MiB, gRPC's usual default.
 fn default_max_message_bytes() -> usize {
     4 * 1024 * 1024
+}
+
+/// 32 MiB.
+fn default_max_upload_bytes() -> usize {
+    32 * 1024 * 1024
 }
 
 /// How to reach a sibling service (`[marketing]`, `[opportunities]`, … in the settings of a

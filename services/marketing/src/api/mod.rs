@@ -2,6 +2,8 @@
 //! authorisation, calls to the store in one transaction with the outbox, domain → response. No
 //! SQL here. One file per service.
 
+mod files;
 mod partners;
 
+pub use files::{CLAIM_WINDOW, FileApi};
 pub use partners::PartnerApi;

@@ -2,6 +2,7 @@
 //! bound parameters (dynamic list filters use `QueryBuilder` with binds); the pool's
 //! `search_path` is the service's own schema.
 
+pub mod files;
 mod partners;
 
 pub use partners::*;

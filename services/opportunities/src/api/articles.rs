@@ -2,7 +2,7 @@
 
 use crm_platform::values::{etag_of, timestamp};
 use crm_proto::{
-    common,
+    common::{self, DocumentKind},
     opportunities::{self as pb, article_service_server::ArticleService},
 };
 use tonic::{Request, Response, Status};
@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{
     DOCUMENT_ROLES, EVERY_ROLE, Fields, OpportunitiesApi, Page, caller, check_version, convert,
-    like_literal,
+    documents::owner_ref, like_literal,
 };
 use crate::{
     domain::{
@@ -199,6 +199,7 @@ impl OpportunitiesApi {
             ],
         );
         f.finish()?;
+        let new_files = self.new_uploads(caller, "article.pictures", &given.pictures, &[])?;
         let now = self.clock.now();
         let article = Article {
             id: Uuid::now_v7(),
@@ -240,11 +241,22 @@ impl OpportunitiesApi {
                 article.code
             )));
         }
-        tx.commit().await?;
+        self.files_attached(
+            &mut tx,
+            owner_ref(DocumentKind::Article, article.id),
+            new_files,
+            &caller.subject,
+        )
+        .await?;
+        self.events.commit(tx).await?;
         Ok(to_proto(&article))
     }
 
-    async fn update_article(&self, request: pb::UpdateArticleRequest) -> Result<pb::Article> {
+    async fn update_article(
+        &self,
+        caller: &crm_platform::auth::Caller,
+        request: pb::UpdateArticleRequest,
+    ) -> Result<pb::Article> {
         let mut f = Fields::new();
         let paths = f.mask(request.update_mask.as_ref(), UPDATABLE);
         let version = f.etag(&request.etag);
@@ -262,6 +274,16 @@ impl OpportunitiesApi {
             .await?
             .ok_or_else(|| OpportunitiesError::not_found("article", id))?;
         check_version("article", version.expect("checked"), current.version)?;
+        let new_files = if paths.iter().any(|p| p == "pictures") {
+            self.new_uploads(
+                caller,
+                "article.pictures",
+                &given.pictures,
+                &current.pictures,
+            )?
+        } else {
+            Vec::new()
+        };
         let mut updated = Article {
             update_time: self.clock.now(),
             version: current.version + 1,
@@ -305,7 +327,14 @@ impl OpportunitiesApi {
             }
             Err(err) => return Err(err.into()),
         }
-        tx.commit().await?;
+        self.files_attached(
+            &mut tx,
+            owner_ref(DocumentKind::Article, updated.id),
+            new_files,
+            &caller.subject,
+        )
+        .await?;
+        self.events.commit(tx).await?;
         Ok(to_proto(&updated))
     }
 }
@@ -388,9 +417,9 @@ impl ArticleService for OpportunitiesApi {
         &self,
         request: Request<pb::UpdateArticleRequest>,
     ) -> Result<Response<pb::Article>, Status> {
-        caller(&request, DOCUMENT_ROLES)?;
+        let caller = caller(&request, DOCUMENT_ROLES)?;
         Ok(Response::new(
-            OpportunitiesApi::update_article(self, request.into_inner()).await?,
+            OpportunitiesApi::update_article(self, &caller, request.into_inner()).await?,
         ))
     }
 

@@ -3,6 +3,7 @@
 
 use crm_platform::{auth::Caller, values::date_to_proto};
 use crm_proto::{
+    common::DocumentKind,
     events as ev,
     opportunities::{self as pb, contract_service_server::ContractService},
 };
@@ -12,8 +13,8 @@ use uuid::Uuid;
 use super::{
     DOCUMENT_ROLES, Fields, OpportunitiesApi, Page, caller, check_version, convert,
     documents::{
-        HeaderFields, LineRequest, date, header_proto, id_text, new_header, parse_header,
-        parse_header_changes,
+        HeaderFields, LineRequest, date, header_proto, id_text, new_header, owner_ref,
+        parse_header, parse_header_changes,
     },
 };
 use crate::{
@@ -276,6 +277,8 @@ impl OpportunitiesApi {
             billing_day: billing_day.expect("checked"),
             status_note: String::new(),
         };
+        let new_files =
+            self.new_uploads(caller, "contract.attachments", &given.attachments, &[])?;
         let mut tx = self.pool.begin().await?;
         let request_id = request_id.expect("checked");
         if !request_id.is_empty()
@@ -305,7 +308,14 @@ impl OpportunitiesApi {
                 .await?
                 .ok_or_else(|| OpportunitiesError::not_found("contract", existing));
         }
-        tx.commit().await?;
+        self.files_attached(
+            &mut tx,
+            owner_ref(DocumentKind::Contract, contract.doc.id),
+            new_files,
+            &caller.subject,
+        )
+        .await?;
+        self.events.commit(tx).await?;
         Ok(contract)
     }
 
@@ -356,6 +366,16 @@ impl OpportunitiesApi {
                 current.status.as_db()
             )));
         }
+        let new_files = if paths.iter().any(|p| p == "attachments") {
+            self.new_uploads(
+                caller,
+                "contract.attachments",
+                &given.attachments,
+                &current.doc.attachments,
+            )?
+        } else {
+            Vec::new()
+        };
         let mut updated = current.clone();
         updated.doc.touch(&caller.subject, self.clock.now());
         let lines_changed = self
@@ -381,7 +401,14 @@ impl OpportunitiesApi {
         if !store::contracts::update(&mut tx, &updated, current.doc.version, lines_changed).await? {
             return Err(OpportunitiesError::StaleEtag("contract"));
         }
-        tx.commit().await?;
+        self.files_attached(
+            &mut tx,
+            owner_ref(DocumentKind::Contract, updated.doc.id),
+            new_files,
+            &caller.subject,
+        )
+        .await?;
+        self.events.commit(tx).await?;
         Ok(updated)
     }
 

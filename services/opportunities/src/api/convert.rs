@@ -161,6 +161,7 @@ pub fn attachment(a: &Attachment) -> common::AttachmentRef {
         content_type: a.content_type.clone(),
         size_bytes: a.size_bytes,
         id: a.id.to_string(),
+        upload_token: String::new(),
     }
 }
 

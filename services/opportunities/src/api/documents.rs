@@ -10,6 +10,8 @@ use crm_proto::{common, opportunities as pb};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crm_platform::auth::Caller;
+
 use super::{Fields, OpportunitiesApi, articles::attachments, convert};
 use crate::{
     domain::{
@@ -305,6 +307,72 @@ impl OpportunitiesApi {
                 }
                 store::series::TakeError::Database(err) => err.into(),
             })
+    }
+}
+
+impl OpportunitiesApi {
+    /// Checks the attachments `given` under `field` (e.g. "offer.attachments") against those
+    /// the record has (`known`): a new one must carry the upload token that proves `caller`
+    /// uploaded it. Returns the blob keys of the new ones, for `FilesAttached`.
+    pub(crate) fn new_uploads(
+        &self,
+        caller: &Caller,
+        field: &str,
+        given: &[common::AttachmentRef],
+        known: &[Attachment],
+    ) -> Result<Vec<String>> {
+        let now = self.clock.now();
+        let mut f = Fields::new();
+        let mut new = Vec::new();
+        for (i, file) in given.iter().enumerate() {
+            let already = known
+                .iter()
+                .any(|k| k.id.to_string() == file.id && k.blob_key == file.blob_key);
+            if already {
+                continue;
+            }
+            match self.uploads.verify(file, &caller.subject, now) {
+                Ok(()) => new.push(file.blob_key.clone()),
+                Err(reason) => f.add(format!("{field}[{i}].upload_token"), reason.to_string()),
+            }
+        }
+        f.finish()?;
+        Ok(new)
+    }
+
+    /// Publishes `FilesAttached` for the new uploads `blob_keys` on `owner`, in `tx`, so the
+    /// file service never collects them.
+    pub(crate) async fn files_attached(
+        &self,
+        tx: &mut PgConnection,
+        owner: common::DocumentRef,
+        blob_keys: Vec<String>,
+        actor: &str,
+    ) -> Result<()> {
+        if blob_keys.is_empty() {
+            return Ok(());
+        }
+        self.events
+            .publish_unattached(
+                tx,
+                actor,
+                &crm_proto::events::FilesAttached {
+                    owner: Some(owner),
+                    blob_keys,
+                },
+                self.clock.now(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// A reference to record `id` of `kind`.
+pub(crate) fn owner_ref(kind: common::DocumentKind, id: Uuid) -> common::DocumentRef {
+    common::DocumentRef {
+        kind: kind as i32,
+        id: id.to_string(),
+        number: String::new(),
     }
 }
 

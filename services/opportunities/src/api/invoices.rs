@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use chrono::{Days, NaiveDate};
 use crm_platform::{auth::Caller, values::timestamp};
 use crm_proto::{
+    common::DocumentKind,
     events as ev,
     opportunities::{self as pb, invoice_service_server::InvoiceService},
 };
@@ -16,8 +17,8 @@ use uuid::Uuid;
 use super::{
     DOCUMENT_ROLES, Fields, MANAGER_ROLES, OpportunitiesApi, Page, caller, check_version, convert,
     documents::{
-        HeaderFields, LineRequest, date, header_proto, id_text, new_header, parse_header,
-        parse_header_changes,
+        HeaderFields, LineRequest, date, header_proto, id_text, new_header, owner_ref,
+        parse_header, parse_header_changes,
     },
 };
 use crate::{
@@ -322,6 +323,7 @@ impl OpportunitiesApi {
         } else {
             None
         };
+        let new_files = self.new_uploads(caller, "invoice.attachments", &given.attachments, &[])?;
         let mut tx = self.pool.begin().await?;
         let request_id = request_id.expect("checked");
         if !request_id.is_empty()
@@ -344,6 +346,13 @@ impl OpportunitiesApi {
                 "the contract already has an invoice for that month".into(),
             ));
         }
+        self.files_attached(
+            &mut tx,
+            owner_ref(DocumentKind::Invoice, invoice.doc.id),
+            new_files,
+            &caller.subject,
+        )
+        .await?;
         let invoice = match customer {
             Some(customer) => {
                 self.issue_invoice_in(&mut tx, &invoice, customer, &caller.subject)
@@ -582,6 +591,16 @@ impl OpportunitiesApi {
                 "the lines of a subscription or task invoice come from its source",
             ));
         }
+        let new_files = if paths.iter().any(|p| p == "attachments") {
+            self.new_uploads(
+                caller,
+                "invoice.attachments",
+                &given.attachments,
+                &current.doc.attachments,
+            )?
+        } else {
+            Vec::new()
+        };
         let mut updated = current.clone();
         updated.doc.touch(&caller.subject, self.clock.now());
         let lines_changed = self
@@ -619,7 +638,14 @@ impl OpportunitiesApi {
         if !store::invoices::update(&mut tx, &updated, current.doc.version, lines_changed).await? {
             return Err(OpportunitiesError::StaleEtag("invoice"));
         }
-        tx.commit().await?;
+        self.files_attached(
+            &mut tx,
+            owner_ref(DocumentKind::Invoice, updated.doc.id),
+            new_files,
+            &caller.subject,
+        )
+        .await?;
+        self.events.commit(tx).await?;
         Ok(updated)
     }
 

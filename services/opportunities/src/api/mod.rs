@@ -4,6 +4,7 @@
 //! trait, one file per service; what they share is in this module.
 
 mod articles;
+mod attachments;
 mod billing;
 mod contracts;
 pub(crate) mod convert;
@@ -67,8 +68,10 @@ pub struct Inner {
     pub company: CompanySettings,
     /// The partners it knows.
     pub partners: Partners,
-    /// Where rendered documents go.
+    /// Where rendered documents go, and where attachments are read from.
     pub blobs: BlobStore,
+    /// Checks that new attachments were uploaded by their caller.
+    pub uploads: crm_platform::files::UploadTokens,
 }
 
 impl Deref for OpportunitiesApi {

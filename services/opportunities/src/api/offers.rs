@@ -2,6 +2,7 @@
 
 use crm_platform::{auth::Caller, values::timestamp};
 use crm_proto::{
+    common::DocumentKind,
     events as ev,
     opportunities::{self as pb, offer_service_server::OfferService},
 };
@@ -11,7 +12,8 @@ use uuid::Uuid;
 use super::{
     DOCUMENT_ROLES, Fields, OpportunitiesApi, Page, caller, check_version,
     documents::{
-        HeaderFields, date, header_proto, id_text, new_header, parse_header, parse_header_changes,
+        HeaderFields, date, header_proto, id_text, new_header, owner_ref, parse_header,
+        parse_header_changes,
     },
 };
 use crate::{
@@ -135,6 +137,7 @@ impl OpportunitiesApi {
         }
         f.finish()?;
         let header = header.expect("checked");
+        let new_files = self.new_uploads(caller, "offer.attachments", &given.attachments, &[])?;
         let mut conn = self.pool.acquire().await?;
         let (partner_id, campaign_id) = self
             .document_parties(
@@ -195,7 +198,14 @@ impl OpportunitiesApi {
                 .ok_or_else(|| OpportunitiesError::not_found("offer", existing));
         }
         store::offers::insert(&mut tx, &offer).await?;
-        tx.commit().await?;
+        self.files_attached(
+            &mut tx,
+            owner_ref(DocumentKind::Offer, offer.doc.id),
+            new_files,
+            &caller.subject,
+        )
+        .await?;
+        self.events.commit(tx).await?;
         Ok(offer)
     }
 
@@ -305,6 +315,16 @@ impl OpportunitiesApi {
                 current.status.as_db()
             )));
         }
+        let new_files = if has("attachments") {
+            self.new_uploads(
+                caller,
+                "offer.attachments",
+                &given.attachments,
+                &current.doc.attachments,
+            )?
+        } else {
+            Vec::new()
+        };
         let mut updated = current.clone();
         updated.doc.touch(&caller.subject, self.clock.now());
         let lines_changed = self
@@ -330,7 +350,14 @@ impl OpportunitiesApi {
         if !store::offers::update(&mut tx, &updated, current.doc.version, lines_changed).await? {
             return Err(OpportunitiesError::StaleEtag("offer"));
         }
-        tx.commit().await?;
+        self.files_attached(
+            &mut tx,
+            owner_ref(DocumentKind::Offer, updated.doc.id),
+            new_files,
+            &caller.subject,
+        )
+        .await?;
+        self.events.commit(tx).await?;
         Ok(updated)
     }
 

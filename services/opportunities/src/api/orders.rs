@@ -7,6 +7,7 @@ use crm_platform::{
     values::{date_to_proto, timestamp},
 };
 use crm_proto::{
+    common::DocumentKind,
     events as ev,
     opportunities::{self as pb, order_service_server::OrderService},
 };
@@ -16,8 +17,8 @@ use uuid::Uuid;
 use super::{
     DOCUMENT_ROLES, Fields, OpportunitiesApi, Page, caller, check_version, convert,
     documents::{
-        HeaderFields, LineRequest, date, header_proto, id_text, new_header, parse_header,
-        parse_header_changes,
+        HeaderFields, LineRequest, date, header_proto, id_text, new_header, owner_ref,
+        parse_header, parse_header_changes,
     },
 };
 use crate::{
@@ -222,6 +223,7 @@ impl OpportunitiesApi {
             confirm_time: None,
             status_note: String::new(),
         };
+        let new_files = self.new_uploads(caller, "order.attachments", &given.attachments, &[])?;
         let mut tx = self.pool.begin().await?;
         let request_id = request_id.expect("checked");
         if !request_id.is_empty()
@@ -240,7 +242,14 @@ impl OpportunitiesApi {
                 .ok_or_else(|| OpportunitiesError::not_found("order", existing));
         }
         store::orders::insert(&mut tx, &order).await?;
-        tx.commit().await?;
+        self.files_attached(
+            &mut tx,
+            owner_ref(DocumentKind::Order, order.doc.id),
+            new_files,
+            &caller.subject,
+        )
+        .await?;
+        self.events.commit(tx).await?;
         Ok(order)
     }
 
@@ -294,6 +303,16 @@ impl OpportunitiesApi {
                 current.status.as_db()
             )));
         }
+        let new_files = if paths.iter().any(|p| p == "attachments") {
+            self.new_uploads(
+                caller,
+                "order.attachments",
+                &given.attachments,
+                &current.doc.attachments,
+            )?
+        } else {
+            Vec::new()
+        };
         let now = self.clock.now();
         let mut updated = current.clone();
         updated.doc.touch(&caller.subject, now);
@@ -324,6 +343,14 @@ impl OpportunitiesApi {
         if !store::orders::update(&mut tx, &updated, current.doc.version, lines_changed).await? {
             return Err(OpportunitiesError::StaleEtag("order"));
         }
+        self.files_attached(
+            &mut tx,
+            owner_ref(DocumentKind::Order, updated.doc.id),
+            new_files,
+            &caller.subject,
+        )
+        .await?;
+
         if flag_changed && current.status == OrderStatus::Confirmed {
             let issued = store::orders::issued_invoices(&mut tx, updated.doc.id).await?;
             let invoiced: i64 = issued.iter().map(|(_, _, _, amount)| amount).sum();

@@ -118,6 +118,32 @@ pub fn sales<T>(message: T) -> tonic::Request<T> {
     authed(message, "ana", &["sales"])
 }
 
+/// A file as the file service answers an upload by "ana" (the `sales` caller): its reference
+/// with a valid upload token, so this service takes it as a new attachment.
+pub fn uploaded_by_ana(
+    blob_key: &str,
+    file_name: &str,
+    content_type: &str,
+    size_bytes: i64,
+) -> common::AttachmentRef {
+    let mut file = common::AttachmentRef {
+        blob_key: blob_key.into(),
+        file_name: file_name.into(),
+        content_type: content_type.into(),
+        size_bytes,
+        id: uuid::Uuid::now_v7().to_string(),
+        upload_token: String::new(),
+    };
+    let tokens =
+        crm_platform::files::UploadTokens::new(&crm_platform::auth::AuthSettings::development());
+    file.upload_token = tokens.sign(
+        &file,
+        "ana",
+        chrono::Utc::now() + chrono::Duration::hours(1),
+    );
+    file
+}
+
 /// A request of user "mara" with the `manager` role.
 pub fn manager<T>(message: T) -> tonic::Request<T> {
     authed(message, "mara", &["manager"])
