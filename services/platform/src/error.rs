@@ -82,6 +82,12 @@ impl FieldViolations {
     }
 }
 
+impl From<FieldViolations> for Status {
+    fn from(violations: FieldViolations) -> Self {
+        violations.into_status()
+    }
+}
+
 /// INVALID_ARGUMENT for one bad field.
 pub fn invalid_field(field: impl Into<String>, description: impl Into<String>) -> Status {
     let mut violations = FieldViolations::new();

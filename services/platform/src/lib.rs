@@ -21,6 +21,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod input;
 mod message_limit;
 pub mod paging;
 pub mod redis_conn;

@@ -51,6 +51,53 @@ pub fn decode_token<K: DeserializeOwned>(
     Ok(Some(key))
 }
 
+/// A page of a list: the page size asked, and the keyset position after which it starts,
+/// bound to the filter so a token cannot be replayed with other filters.
+#[derive(Debug)]
+pub struct Page<K> {
+    /// Items per page.
+    pub size: i64,
+    /// The key of the last item of the previous page; `None` on the first page.
+    pub after: Option<K>,
+    filter_hash: u64,
+}
+
+impl<K: Serialize + DeserializeOwned> Page<K> {
+    /// The page of `page_size` after `page_token`, for a list filtered by `filter`.
+    pub fn of(
+        requested_size: i32,
+        page_token: &str,
+        filter: &impl std::hash::Hash,
+    ) -> Result<Self, tonic::Status> {
+        use std::hash::{DefaultHasher, Hasher as _};
+        let mut hasher = DefaultHasher::new();
+        filter.hash(&mut hasher);
+        let filter_hash = hasher.finish();
+        Ok(Self {
+            size: page_size(requested_size)?,
+            after: decode_token(page_token, filter_hash)?,
+            filter_hash,
+        })
+    }
+
+    /// Rows to fetch: one more than the page, to know whether another page follows.
+    pub fn limit(&self) -> i64 {
+        self.size + 1
+    }
+
+    /// Cuts `rows` to the page and returns the token of the next page (empty on the last).
+    pub fn finish<T>(&self, rows: &mut Vec<T>, key: impl Fn(&T) -> K) -> String {
+        if rows.len() as i64 > self.size {
+            rows.truncate(usize::try_from(self.size).unwrap_or(usize::MAX));
+            rows.last()
+                .map(|last| encode_token(&key(last), self.filter_hash))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use crm_proto::{
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use super::MoneyFields as _;
 use super::{
     DOCUMENT_ROLES, EVERY_ROLE, Fields, OpportunitiesApi, Page, caller, check_version, convert,
     documents::owner_ref, like_literal,
@@ -182,7 +183,7 @@ impl OpportunitiesApi {
         let request_id = f.text("request_id", &request.request_id, 100, false);
         let Some(given) = request.article else {
             f.add("article", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let fields = parse_fields(
             &mut f,
@@ -262,7 +263,7 @@ impl OpportunitiesApi {
         let version = f.etag(&request.etag);
         let Some(given) = request.article else {
             f.add("article", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let id = f.id("article.id", &given.id);
         let path_refs: Vec<&str> = paths.iter().map(String::as_str).collect();

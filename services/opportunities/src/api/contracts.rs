@@ -123,7 +123,7 @@ impl OpportunitiesApi {
         let task_id = f.optional_id("task_id", &request.task_id);
         let Some(given) = request.contract else {
             f.add("contract", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let header = parse_header(&mut f, "contract", &header_fields(&given));
         let kind = match pb::ContractKind::try_from(given.kind) {
@@ -342,7 +342,7 @@ impl OpportunitiesApi {
         let version = f.etag(&request.etag);
         let Some(given) = request.contract else {
             f.add("contract", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let id = f.id("contract.id", &given.id);
         let changes = parse_header_changes(&mut f, "contract", &paths, &header_fields(&given));

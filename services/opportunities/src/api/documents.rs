@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crm_platform::auth::Caller;
 
+use super::MoneyFields as _;
 use super::{Fields, OpportunitiesApi, articles::attachments, convert};
 use crate::{
     domain::{

@@ -175,7 +175,7 @@ impl OpportunitiesApi {
                 );
             }
         }
-        f.finish()
+        Ok(f.finish()?)
     }
 
     async fn create_invoice(
@@ -187,7 +187,7 @@ impl OpportunitiesApi {
         let request_id = f.text("request_id", &request.request_id, 100, false);
         let Some(given) = request.invoice else {
             f.add("invoice", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let header = parse_header(&mut f, "invoice", &header_fields(&given));
         let order_id = f.optional_id("invoice.order_id", &given.order_id);
@@ -565,7 +565,7 @@ impl OpportunitiesApi {
         let version = f.etag(&request.etag);
         let Some(given) = request.invoice else {
             f.add("invoice", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let id = f.id("invoice.id", &given.id);
         let changes = parse_header_changes(&mut f, "invoice", &paths, &header_fields(&given));

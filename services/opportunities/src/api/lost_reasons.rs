@@ -42,7 +42,7 @@ impl OpportunitiesApi {
         let request_id = f.text("request_id", &request.request_id, 100, false);
         let Some(given) = request.lost_reason else {
             f.add("lost_reason", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let name = f.text("lost_reason.name", &given.name, 200, true);
         let description = f.text("lost_reason.description", &given.description, 2000, false);
@@ -99,7 +99,7 @@ impl OpportunitiesApi {
         let version = f.etag(&request.etag);
         let Some(given) = request.lost_reason else {
             f.add("lost_reason", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let id = f.id("lost_reason.id", &given.id);
         let name = paths

@@ -88,7 +88,7 @@ impl OpportunitiesApi {
         let request_id = f.text("request_id", &request.request_id, 100, false);
         let Some(given) = request.number_series else {
             f.add("number_series", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let kind = match doc_kind_from(given.document_kind) {
             Ok(Some(kind)) => Some(kind),
@@ -179,7 +179,7 @@ impl OpportunitiesApi {
         let version = f.etag(&request.etag);
         let Some(given) = request.number_series else {
             f.add("number_series", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let id = f.id("number_series.id", &given.id);
         let has = |name: &str| paths.iter().any(|p| p == name);

@@ -112,7 +112,7 @@ impl OpportunitiesApi {
         let request_id = f.text("request_id", &request.request_id, 100, false);
         let Some(given) = request.offer else {
             f.add("offer", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let header = parse_header(&mut f, "offer", &header_fields(&given));
         let offer_date = f.date("offer.offer_date", given.offer_date.as_ref());
@@ -297,7 +297,7 @@ impl OpportunitiesApi {
         let version = f.etag(&request.etag);
         let Some(given) = request.offer else {
             f.add("offer", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let id = f.id("offer.id", &given.id);
         let changes = parse_header_changes(&mut f, "offer", &paths, &header_fields(&given));

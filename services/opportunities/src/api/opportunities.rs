@@ -13,6 +13,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use super::MoneyFields as _;
 use super::{
     Fields, MANAGER_ROLES, OpportunitiesApi, Page, SALES_ROLES, caller, check_version, convert,
     like_literal,
@@ -215,7 +216,7 @@ impl OpportunitiesApi {
             }
         };
         let (Some(new), Some(request_id)) = (new, request_id) else {
-            return Err(f.finish().expect_err("a field was refused"));
+            return Err(f.finish().expect_err("a field was refused").into());
         };
         f.finish()?;
         if caller.via_service.is_none() {
@@ -408,7 +409,7 @@ impl OpportunitiesApi {
         let version = f.etag(&request.etag);
         let Some(changes) = request.opportunity else {
             f.add("opportunity", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let id = f.id("opportunity.id", &changes.id);
         // Parse only the masked fields: others are not changed, whatever they hold.
@@ -1081,7 +1082,7 @@ impl OpportunitiesApi {
         let version = f.etag(&request.etag);
         let Some(given) = request.config else {
             f.add("config", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         f.finish()?;
         let mut tx = self.pool.begin().await?;

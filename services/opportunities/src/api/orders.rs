@@ -116,7 +116,7 @@ impl OpportunitiesApi {
         let request_id = f.text("request_id", &request.request_id, 100, false);
         let Some(given) = request.order else {
             f.add("order", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let header = parse_header(&mut f, "order", &header_fields(&given));
         let offer_id = f.optional_id("order.offer_id", &given.offer_id);
@@ -276,7 +276,7 @@ impl OpportunitiesApi {
         let version = f.etag(&request.etag);
         let Some(given) = request.order else {
             f.add("order", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let id = f.id("order.id", &given.id);
         let changes = parse_header_changes(&mut f, "order", &paths, &header_fields(&given));

@@ -12,6 +12,7 @@ use sqlx::PgConnection;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use super::MoneyFields as _;
 use super::{DOCUMENT_ROLES, Fields, OpportunitiesApi, Page, caller, check_version, convert};
 use crate::{
     domain::{
@@ -168,7 +169,7 @@ impl OpportunitiesApi {
         let request_id = f.text("request_id", &request.request_id, 100, false);
         let Some(given) = request.payment else {
             f.add("payment", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let partner_id = f.id("payment.partner_id", &given.partner_id);
         let amount = match f.money("payment.amount", given.amount.as_ref(), MAX_PAYMENT) {

@@ -282,7 +282,7 @@ impl OpportunitiesApi {
         let mut f = Fields::new();
         let Some(document) = request.document else {
             f.add("document", "is required");
-            return Err(f.finish().expect_err("refused"));
+            return Err(f.finish().expect_err("refused").into());
         };
         let kind = match doc_kind_from(document.kind) {
             Ok(Some(kind)) => Some(kind),
