@@ -186,6 +186,7 @@ fn every_service_package_is_present() {
         "crm.email_import.v1.EmailImportService",
         "crm.files.v1.FileService",
         "crm.opportunities.v1.AttachmentService",
+        "crm.tasks.v1.AttachmentService",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
