@@ -80,6 +80,49 @@ pub async fn migrate(pool: &PgPool, migrations: &Migrator) -> Result<(), DbError
     Ok(())
 }
 
+/// Records that `creator` used `request_id` to create a `kind` record with `resource_id`, or
+/// returns the record created the first time: the idempotency of every creating call. Claimed
+/// first in the creating transaction, so a concurrent twin waits on the key until the first
+/// commits (or rolls back, taking the claim with it).
+///
+/// The service's schema has the table (each service creates it in its first migration):
+/// `create_requests (kind TEXT, creator TEXT, request_id TEXT, resource_id UUID,
+/// create_time TIMESTAMPTZ, PRIMARY KEY (kind, creator, request_id))`.
+pub async fn claim_request(
+    conn: &mut sqlx::PgConnection,
+    kind: &str,
+    creator: &str,
+    request_id: &str,
+    resource_id: uuid::Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> sqlx::Result<Option<uuid::Uuid>> {
+    let inserted = sqlx::query(
+        "INSERT INTO create_requests (kind, creator, request_id, resource_id, create_time) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kind, creator, request_id) DO NOTHING",
+    )
+    .bind(kind)
+    .bind(creator)
+    .bind(request_id)
+    .bind(resource_id)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(None);
+    }
+    sqlx::query_scalar(
+        "SELECT resource_id FROM create_requests \
+         WHERE kind = $1 AND creator = $2 AND request_id = $3",
+    )
+    .bind(kind)
+    .bind(creator)
+    .bind(request_id)
+    .fetch_one(&mut *conn)
+    .await
+    .map(Some)
+}
+
 /// Whether the database answers.
 pub async fn ping(pool: &PgPool) -> bool {
     sqlx::query("SELECT 1").execute(pool).await.is_ok()

@@ -57,6 +57,11 @@ impl FieldViolations {
         &self.0
     }
 
+    /// `Ok(())` when empty, else the violations themselves.
+    pub fn into_violations_result(self) -> Result<(), FieldViolations> {
+        if self.is_empty() { Ok(()) } else { Err(self) }
+    }
+
     /// `Ok(())` when empty, else the INVALID_ARGUMENT status listing every violation.
     pub fn into_result(self) -> Result<(), Status> {
         if self.is_empty() {

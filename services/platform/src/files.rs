@@ -22,7 +22,9 @@ use secrecy::ExposeSecret as _;
 use sha2::Sha256;
 use tonic::Status;
 
-use crate::{auth::AuthSettings, blob::BlobStore};
+use crate::{auth::AuthSettings, blob::BlobStore, input::Fields};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// Size of the chunks of a download stream.
 pub const CHUNK_BYTES: usize = 64 * 1024;
@@ -138,6 +140,140 @@ pub fn sniff_content_type(bytes: &[u8]) -> String {
         }
         _ => "application/octet-stream".to_owned(),
     }
+}
+
+/// A file kept in the blob store and attached to a record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Its id on the record.
+    pub id: Uuid,
+    /// SHA-256 of the content, lower-case hex.
+    pub blob_key: String,
+    /// File name shown to people.
+    pub file_name: String,
+    /// MIME type.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+}
+
+/// Checks a blob key: 64 lower-case hex digits.
+pub fn check_blob_key(key: &str) -> Result<(), String> {
+    if key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err("must be the lower-case hex SHA-256 of the file (64 characters)".into())
+    }
+}
+
+/// Checks a file name: 1..=255 characters without path separators or control characters.
+pub fn check_file_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("is required".into());
+    }
+    if name.chars().count() > 255 {
+        return Err("must be at most 255 characters".into());
+    }
+    if name.contains(['/', '\\']) || name.chars().any(char::is_control) {
+        return Err("must not contain path separators or control characters".into());
+    }
+    Ok(())
+}
+
+impl Attachment {
+    /// The reference clients see (never with an upload token).
+    pub fn to_proto(&self) -> AttachmentRef {
+        AttachmentRef {
+            blob_key: self.blob_key.clone(),
+            file_name: self.file_name.clone(),
+            content_type: self.content_type.clone(),
+            size_bytes: self.size_bytes,
+            id: self.id.to_string(),
+            upload_token: String::new(),
+        }
+    }
+}
+
+/// Attachments given on a record, checked and given ids (kept when they already have one);
+/// `images_only` refuses anything but images.
+pub fn parse_attachments(
+    f: &mut Fields,
+    field: &str,
+    given: &[AttachmentRef],
+    max: usize,
+    images_only: bool,
+) -> Option<Vec<Attachment>> {
+    if given.len() > max {
+        f.add(field, format!("must hold at most {max} files"));
+        return None;
+    }
+    let mut out = Vec::with_capacity(given.len());
+    let mut ok = true;
+    for (i, a) in given.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let id = if a.id.is_empty() {
+            Some(Uuid::now_v7())
+        } else {
+            f.id(&format!("{at}.id"), &a.id)
+        };
+        let key =
+            f.0.check(format!("{at}.blob_key"), check_blob_key(&a.blob_key));
+        let name =
+            f.0.check(format!("{at}.file_name"), check_file_name(&a.file_name));
+        let content_type = if a.content_type.trim().is_empty() {
+            "application/octet-stream".to_owned()
+        } else {
+            a.content_type.trim().to_owned()
+        };
+        if images_only && !content_type.starts_with("image/") {
+            f.add(format!("{at}.content_type"), "must be an image (image/…)");
+            ok = false;
+        }
+        if a.size_bytes < 0 {
+            f.add(format!("{at}.size_bytes"), "must not be negative");
+            ok = false;
+        }
+        match (id, key, name) {
+            (Some(id), Some(()), Some(())) => out.push(Attachment {
+                id,
+                blob_key: a.blob_key.clone(),
+                file_name: a.file_name.clone(),
+                content_type,
+                size_bytes: a.size_bytes,
+            }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// The blob keys of the files in `given` that are new to a record holding `known`, each
+/// proven by its upload token to have been uploaded by `uploader`; a reference already on the
+/// record (same id and blob key) needs no token. Every refused token is named
+/// (`{field}[i].upload_token`).
+pub fn new_uploads(
+    tokens: &UploadTokens,
+    uploader: &str,
+    field: &str,
+    given: &[AttachmentRef],
+    known: &[Attachment],
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, crate::error::FieldViolations> {
+    let mut violations = crate::error::FieldViolations::new();
+    let mut new = Vec::new();
+    for (i, file) in given.iter().enumerate() {
+        let already = known
+            .iter()
+            .any(|k| k.id.to_string() == file.id && k.blob_key == file.blob_key);
+        if already {
+            continue;
+        }
+        match tokens.verify(file, uploader, now) {
+            Ok(()) => new.push(file.blob_key.clone()),
+            Err(reason) => violations.add(format!("{field}[{i}].upload_token"), reason.to_string()),
+        }
+    }
+    violations.into_violations_result().map(|()| new)
 }
 
 /// A download stream: the chunks of a file.

@@ -16,8 +16,10 @@
 
 pub mod auth;
 pub mod blob;
+pub mod calendar;
 pub mod clock;
 pub mod db;
+mod db_enum;
 pub mod error;
 pub mod events;
 pub mod files;

@@ -1,6 +1,8 @@
 //! Request values every service parses the same way: trimmed text with a length limit, ids,
-//! currency codes, calendar dates, instants and etags. Each parser refuses bad input with a
+//! currency codes, calendar dates, instants, etags, email addresses and phone numbers. Each parser refuses bad input with a
 //! reason in words; the caller adds the field's name (see [`crate::error::FieldViolations`]).
+
+use std::fmt;
 
 use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
 use crm_proto::common;
@@ -100,6 +102,79 @@ pub fn etag_of(version: i64) -> String {
 /// The version an etag made by [`etag_of`] stands for.
 pub fn version_of(etag: &str) -> Option<i64> {
     etag.strip_prefix("W/\"")?.strip_suffix('"')?.parse().ok()
+}
+
+/// An email address: an RFC 5322 addr-spec of the common form `local@domain.tld`, as typed (case
+/// kept), compared case-insensitively.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// Parses a trimmed address.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let invalid = || format!("{raw:?} is not a valid email address");
+        if raw.len() > 254 {
+            return Err("is longer than 254 characters".into());
+        }
+        let (local, domain) = raw.rsplit_once('@').ok_or_else(invalid)?;
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && local
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+            && labels
+                .last()
+                .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+        if local_ok && domain_ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(invalid())
+        }
+    }
+
+    /// The address as typed.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A phone number: digits, spaces and `+ - ( ) .`, at most 30 characters, at least 3 digits.
+pub fn phone(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(String::new());
+    }
+    let ok = raw.len() <= 30
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+        && raw.chars().filter(char::is_ascii_digit).count() >= 3;
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "{raw:?} is not a phone number (digits, spaces and + - ( ) . only)"
+        ))
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crm_platform::{
     blob::BlobStore,
     clock::Clock,
     error::{FieldViolations, invalid_field},
-    files::{UploadTokens, sniff_content_type},
+    files::{UploadTokens, check_file_name, sniff_content_type},
     values::timestamp,
 };
 use crm_proto::{
@@ -130,20 +130,6 @@ impl FileApi {
 fn content_key(content: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(content))
-}
-
-/// File names: 1..=255 characters, no path separators or control characters.
-fn check_file_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("is required".into());
-    }
-    if name.chars().count() > 255 {
-        return Err("must be at most 255 characters".into());
-    }
-    if name.contains(['/', '\\']) || name.chars().any(char::is_control) {
-        return Err("must not contain path separators or control characters".into());
-    }
-    Ok(())
 }
 
 #[tonic::async_trait]

@@ -1,56 +1,9 @@
 //! Small validated values. Their constructors refuse bad input with a reason in words; the field
 //! name is added by whoever parses the request, so a value that exists is valid.
 
-use std::fmt;
-
-pub use crm_platform::values::{DEFAULT_CURRENCY, currency_code, optional_uuid, text, uuid};
-
-/// An email address: an RFC 5322 addr-spec of the common form `local@domain.tld`, as typed (case
-/// kept), compared case-insensitively.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Email(String);
-
-impl Email {
-    /// Parses a trimmed address.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        let raw = raw.trim();
-        let invalid = || format!("{raw:?} is not a valid email address");
-        if raw.len() > 254 {
-            return Err("is longer than 254 characters".into());
-        }
-        let (local, domain) = raw.rsplit_once('@').ok_or_else(invalid)?;
-        let local_ok = !local.is_empty()
-            && local.len() <= 64
-            && !local.starts_with('.')
-            && !local.ends_with('.')
-            && !local.contains("..")
-            && local
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
-        let labels: Vec<&str> = domain.split('.').collect();
-        let domain_ok = labels.len() >= 2
-            && labels.iter().all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            })
-            && labels
-                .last()
-                .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
-        if local_ok && domain_ok {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(invalid())
-        }
-    }
-
-    /// The address as typed.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use crm_platform::values::{
+    DEFAULT_CURRENCY, Email, currency_code, optional_uuid, phone, text, uuid,
+};
 
 /// A fiscal code (Romanian CUI/CIF) kept without the `RO` prefix: 2..10 digits whose last digit
 /// is the control digit of the 753217532 key; for a partner outside Romania, any VAT id of 2..14
@@ -162,32 +115,6 @@ impl NonNegativeMoney {
             units,
             currency: currency_code(currency)?,
         })
-    }
-}
-
-/// A phone number: digits, spaces and `+ - ( ) .`, at most 30 characters, at least 3 digits.
-pub fn phone(raw: &str) -> Result<String, String> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Ok(String::new());
-    }
-    let ok = raw.len() <= 30
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
-        && raw.chars().filter(char::is_ascii_digit).count() >= 3;
-    if ok {
-        Ok(raw.to_owned())
-    } else {
-        Err(format!(
-            "{raw:?} is not a phone number (digits, spaces and + - ( ) . only)"
-        ))
-    }
-}
-
-impl fmt::Display for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

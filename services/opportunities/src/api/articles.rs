@@ -2,7 +2,7 @@
 
 use crm_platform::values::{etag_of, timestamp};
 use crm_proto::{
-    common::{self, DocumentKind},
+    common::DocumentKind,
     opportunities::{self as pb, article_service_server::ArticleService},
 };
 use tonic::{Request, Response, Status};
@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     domain::{
-        catalogue::{Article, Attachment, check_article_code, check_blob_key, check_file_name},
+        catalogue::{Article, Attachment, check_article_code},
         lines::{FULL_BP, MAX_UNIT_PRICE},
         money::Money,
     },
@@ -61,59 +61,6 @@ fn to_proto(a: &Article) -> pb::Article {
         update_time: Some(timestamp(a.update_time)),
         etag: etag_of(a.version),
     }
-}
-
-/// Attachments given on a record, checked and given ids (kept when they already have one);
-/// `images_only` refuses anything but images.
-pub(crate) fn attachments(
-    f: &mut Fields,
-    field: &str,
-    given: &[common::AttachmentRef],
-    max: usize,
-    images_only: bool,
-) -> Option<Vec<Attachment>> {
-    if given.len() > max {
-        f.add(field, format!("must hold at most {max} files"));
-        return None;
-    }
-    let mut out = Vec::with_capacity(given.len());
-    let mut ok = true;
-    for (i, a) in given.iter().enumerate() {
-        let at = format!("{field}[{i}]");
-        let id = if a.id.is_empty() {
-            Some(Uuid::now_v7())
-        } else {
-            f.id(&format!("{at}.id"), &a.id)
-        };
-        let key =
-            f.0.check(format!("{at}.blob_key"), check_blob_key(&a.blob_key));
-        let name =
-            f.0.check(format!("{at}.file_name"), check_file_name(&a.file_name));
-        let content_type = if a.content_type.trim().is_empty() {
-            "application/octet-stream".to_owned()
-        } else {
-            a.content_type.trim().to_owned()
-        };
-        if images_only && !content_type.starts_with("image/") {
-            f.add(format!("{at}.content_type"), "must be an image (image/…)");
-            ok = false;
-        }
-        if a.size_bytes < 0 {
-            f.add(format!("{at}.size_bytes"), "must not be negative");
-            ok = false;
-        }
-        match (id, key, name) {
-            (Some(id), Some(()), Some(())) => out.push(Attachment {
-                id,
-                blob_key: a.blob_key.clone(),
-                file_name: a.file_name.clone(),
-                content_type,
-                size_bytes: a.size_bytes,
-            }),
-            _ => ok = false,
-        }
-    }
-    ok.then_some(out)
 }
 
 /// The fields of an article as given (all of them, for a create; the masked ones for an
@@ -165,7 +112,13 @@ fn parse_fields(f: &mut Fields, a: &pb::Article, paths: &[&str]) -> ArticleField
                 out.description = f.text("article.description", &a.description, 4000, false);
             }
             "pictures" => {
-                out.pictures = attachments(f, "article.pictures", &a.pictures, MAX_PICTURES, true);
+                out.pictures = crm_platform::files::parse_attachments(
+                    f,
+                    "article.pictures",
+                    &a.pictures,
+                    MAX_PICTURES,
+                    true,
+                );
             }
             _ => {}
         }

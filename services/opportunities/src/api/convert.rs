@@ -155,14 +155,7 @@ pub fn stage_change(c: &StageChange) -> pb::StageChange {
 
 /// An attachment as the proto message.
 pub fn attachment(a: &Attachment) -> common::AttachmentRef {
-    common::AttachmentRef {
-        blob_key: a.blob_key.clone(),
-        file_name: a.file_name.clone(),
-        content_type: a.content_type.clone(),
-        size_bytes: a.size_bytes,
-        id: a.id.to_string(),
-        upload_token: String::new(),
-    }
+    a.to_proto()
 }
 
 /// A line as the proto message.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crm_platform::auth::Caller;
 
 use super::MoneyFields as _;
-use super::{Fields, OpportunitiesApi, articles::attachments, convert};
+use super::{Fields, OpportunitiesApi, convert};
 use crate::{
     domain::{
         catalogue::{Attachment, DocKind, PartnerCard},
@@ -25,6 +25,7 @@ use crate::{
     error::{OpportunitiesError, Result},
     store,
 };
+use crm_platform::files::parse_attachments as attachments;
 
 /// Most attachments of a document.
 pub(crate) const MAX_ATTACHMENTS: usize = 50;
@@ -322,23 +323,14 @@ impl OpportunitiesApi {
         given: &[common::AttachmentRef],
         known: &[Attachment],
     ) -> Result<Vec<String>> {
-        let now = self.clock.now();
-        let mut f = Fields::new();
-        let mut new = Vec::new();
-        for (i, file) in given.iter().enumerate() {
-            let already = known
-                .iter()
-                .any(|k| k.id.to_string() == file.id && k.blob_key == file.blob_key);
-            if already {
-                continue;
-            }
-            match self.uploads.verify(file, &caller.subject, now) {
-                Ok(()) => new.push(file.blob_key.clone()),
-                Err(reason) => f.add(format!("{field}[{i}].upload_token"), reason.to_string()),
-            }
-        }
-        f.finish()?;
-        Ok(new)
+        Ok(crm_platform::files::new_uploads(
+            &self.uploads,
+            &caller.subject,
+            field,
+            given,
+            known,
+            self.clock.now(),
+        )?)
     }
 
     /// Publishes `FilesAttached` for the new uploads `blob_keys` on `owner`, in `tx`, so the

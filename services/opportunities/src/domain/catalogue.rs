@@ -58,43 +58,7 @@ pub fn check_article_code(code: &str) -> Result<(), String> {
     }
 }
 
-/// A file kept in the blob store and attached to a record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Attachment {
-    /// Its id on the record.
-    pub id: Uuid,
-    /// SHA-256 of the content, lower-case hex.
-    pub blob_key: String,
-    /// File name shown to people.
-    pub file_name: String,
-    /// MIME type.
-    pub content_type: String,
-    /// Size in bytes.
-    pub size_bytes: i64,
-}
-
-/// Checks a blob key: 64 lower-case hex digits.
-pub fn check_blob_key(key: &str) -> Result<(), String> {
-    if key.len() == 64 && key.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        Ok(())
-    } else {
-        Err("must be the lower-case hex SHA-256 of the file (64 characters)".into())
-    }
-}
-
-/// Checks a file name: 1..=255 characters without path separators or control characters.
-pub fn check_file_name(name: &str) -> Result<(), String> {
-    if name.trim().is_empty() {
-        return Err("is required".into());
-    }
-    if name.chars().count() > 255 {
-        return Err("must be at most 255 characters".into());
-    }
-    if name.contains(['/', '\\']) || name.chars().any(char::is_control) {
-        return Err("must not contain path separators or control characters".into());
-    }
-    Ok(())
-}
+pub use crm_platform::files::{Attachment, check_blob_key, check_file_name};
 
 /// A reason template for losing an opportunity (O5).
 #[derive(Clone, Debug, PartialEq, Eq)]

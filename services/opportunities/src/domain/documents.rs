@@ -19,29 +19,7 @@ use super::{
     money::Currency,
 };
 
-/// Declares a status-like enum with its database names.
-macro_rules! db_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $db:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name { $($(#[$vmeta])* $variant),+ }
-
-        impl $name {
-            /// Every value.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The name stored in the database.
-            pub fn as_db(self) -> &'static str {
-                match self { $($name::$variant => $db),+ }
-            }
-
-            /// The value of a stored name.
-            pub fn from_db(name: &str) -> Option<Self> {
-                match name { $($db => Some($name::$variant),)+ _ => None }
-            }
-        }
-    };
-}
+use crm_platform::db_enum;
 
 db_enum!(
     /// Where an offer is in its life.
