@@ -44,6 +44,9 @@ burst = 100
 [deadlines]
 default_ms = 30000
 max_ms = 300000
+
+[balancing]
+resolve_interval_ms = 5000
 "#;
 
 /// Longest deadline a client may ask for: `grpc-timeout` carries at most 8 digits, and the
@@ -69,6 +72,23 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     /// Deadlines given to upstream calls.
     pub deadlines: DeadlineSettings,
+    /// How the replicas of an upstream are found.
+    pub balancing: BalancingSettings,
+}
+
+/// Client-side balancing over an upstream's replicas (`[balancing]`, see [`crate::balance`]).
+#[derive(Clone, Debug, Deserialize)]
+pub struct BalancingSettings {
+    /// How often an upstream's host name is resolved again, so replicas that come and go are
+    /// followed (`CRM__BALANCING__RESOLVE_INTERVAL_MS`).
+    pub resolve_interval_ms: u64,
+}
+
+impl BalancingSettings {
+    /// [`Self::resolve_interval_ms`] as a duration.
+    pub fn resolve_interval(&self) -> Duration {
+        Duration::from_millis(self.resolve_interval_ms)
+    }
 }
 
 /// Cross-origin access for browsers (`[cors]`).
@@ -163,6 +183,12 @@ impl Validate for Settings {
             return Err(SettingsError::invalid(
                 "deadlines.default_ms",
                 "must be between 1 and deadlines.max_ms",
+            ));
+        }
+        if self.balancing.resolve_interval_ms == 0 {
+            return Err(SettingsError::invalid(
+                "balancing.resolve_interval_ms",
+                "must be at least 1",
             ));
         }
         Ok(())

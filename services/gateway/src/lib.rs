@@ -5,11 +5,13 @@
 //! - `grpc.health.v1.Health`: the gateway's own health, SERVING while it accepts calls;
 //! - `grpc.reflection.v1[alpha].ServerReflection`: every public `crm.*` service;
 //! - `crm.<package>.v1.*`: [`proxy`] — trace, token, rate limit, identity stripping, deadline,
-//!   then forwarded over HTTP/2 to the upstream configured for the package;
+//!   then forwarded over HTTP/2 to the upstream configured for the package, spread over its
+//!   replicas by [`balance`];
 //! - anything else: UNIMPLEMENTED (gRPC) or 404.
 //!
 //! Plain HTTP/1.1 and h2c HTTP/2 are served on the same port.
 
+pub mod balance;
 pub mod config;
 pub mod deadline;
 pub mod proxy;
@@ -32,6 +34,7 @@ use tower::{Service, ServiceBuilder, ServiceExt as _, util::BoxCloneSyncService}
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::{
+    balance::{DnsResolver, Resolve},
     config::{CorsSettings, Settings},
     proxy::Proxy,
     rate_limit::RateLimit,
@@ -45,11 +48,22 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 const CLIENT_KEEP_ALIVE: Duration = Duration::from_secs(60);
 
 /// Serves the gateway on `listener` until `shutdown` completes, then stops accepting, reports
-/// NOT_SERVING and lets in-flight calls finish (for at most 25 s).
+/// NOT_SERVING and lets in-flight calls finish (for at most 25 s). Upstream host names are
+/// resolved with the system resolver (DNS in a cluster).
 pub async fn run(
     settings: Settings,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    run_with_resolver(settings, listener, shutdown, Arc::new(DnsResolver)).await
+}
+
+/// [`run`], with upstream host names resolved by `resolver` (tests make replicas come and go).
+pub async fn run_with_resolver(
+    settings: Settings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    resolver: Arc<dyn Resolve>,
 ) -> anyhow::Result<()> {
     let verifier =
         TokenVerifier::from_settings(&settings.auth).context("cannot read the token keys")?;
@@ -57,7 +71,14 @@ pub async fn run(
     let rate_limit = RateLimit::new(&settings.rate_limit);
     let (stop_housekeeping, housekeeping_stopped) = tokio::sync::watch::channel(false);
     let housekeeping = rate_limit.spawn_housekeeping(housekeeping_stopped);
-    let proxy = Proxy::new(routes, verifier, rate_limit, settings.deadlines.clone());
+    let proxy = Proxy::new(
+        routes,
+        verifier,
+        rate_limit,
+        settings.deadlines.clone(),
+        resolver,
+        settings.balancing.resolve_interval(),
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     // Reaching this point means the listener is bound; upstream health is each service's own.

@@ -4,7 +4,9 @@
 //! must not set, and sets the deadline; afterwards it streams the response back, trailers included.
 
 use std::{
+    collections::BTreeMap,
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
     time::Duration,
 };
@@ -13,28 +15,18 @@ use bytes::Bytes;
 use crm_platform::{auth::TokenVerifier, telemetry};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version, header};
 use http_body::{Frame, SizeHint};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioTimer},
-};
 use tokio::time::{Instant, Sleep};
 use tonic::{Code, Status, body::Body};
 use tracing::{Instrument as _, Span};
 
 use crate::{
+    balance::{BalanceError, Balancer, Resolve},
     config::DeadlineSettings,
     deadline,
     rate_limit::RateLimit,
     routing::{GrpcPath, Routes, Upstream},
 };
 
-/// How long to wait for a TCP connection to an upstream: a service that is down answers
-/// UNAVAILABLE after at most this, instead of holding the caller until its deadline.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// HTTP/2 pings on pooled upstream connections, so a vanished upstream (pod killed without a
-/// FIN) is noticed and the next call reconnects.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An upstream that stopped at the deadline the gateway gave it answers CANCELLED (tonic's
 /// server does); within this margin of the deadline, the gateway reports DEADLINE_EXCEEDED.
 const DEADLINE_SLACK: Duration = Duration::from_millis(20);
@@ -44,7 +36,8 @@ const IDENTITY_PREFIX: &str = "x-crm-";
 /// Forwards calls to the upstream of their package. Cheap to clone.
 #[derive(Clone)]
 pub struct Proxy {
-    client: Client<HttpConnector, Body>,
+    /// The replicas of each upstream, by route key.
+    balancers: Arc<BTreeMap<String, Arc<Balancer>>>,
     routes: Routes,
     verifier: TokenVerifier,
     rate_limit: RateLimit,
@@ -52,27 +45,30 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy with one pooled HTTP/2 client for every upstream.
+    /// A proxy that spreads each upstream's calls over the addresses `resolver` finds for its
+    /// host, asking again every `resolve_interval` (see [`crate::balance`]).
     pub fn new(
         routes: Routes,
         verifier: TokenVerifier,
         rate_limit: RateLimit,
         deadlines: DeadlineSettings,
+        resolver: Arc<dyn Resolve>,
+        resolve_interval: Duration,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
-            .http2_keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-            .http2_adaptive_window(true)
-            .build(connector);
+        let balancers = routes
+            .upstreams()
+            .map(|upstream| {
+                let balancer = Balancer::new(
+                    upstream.host(),
+                    upstream.port(),
+                    Arc::clone(&resolver),
+                    resolve_interval,
+                );
+                (upstream.name.clone(), balancer)
+            })
+            .collect();
         Self {
-            client,
+            balancers: Arc::new(balancers),
             routes,
             verifier,
             rate_limit,
@@ -162,7 +158,11 @@ impl Proxy {
             Err(status) => return status.into_http(),
         };
 
-        match tokio::time::timeout_at(deadline, self.client.request(request)).await {
+        let Some(balancer) = self.balancers.get(&upstream.name) else {
+            return Status::internal(format!("no balancer for route {}", upstream.name))
+                .into_http();
+        };
+        match tokio::time::timeout_at(deadline, balancer.send(request)).await {
             Err(_elapsed) => {
                 tracing::info!(
                     timeout_ms = %timeout.as_millis(),
@@ -171,9 +171,10 @@ impl Proxy {
                 deadline_exceeded(timeout).into_http()
             }
             Ok(Err(err)) => {
-                // The chain names the cause (refused, timed out, reset) for the operator; the
-                // caller learns only that the service cannot be reached.
-                tracing::warn!(upstream = %upstream.name, error = ?err, "upstream unreachable");
+                // The chain names the cause (no address, refused, timed out, reset) for the
+                // operator; the caller learns only that the service cannot be reached.
+                let err = error_chain(&err);
+                tracing::warn!(upstream = %upstream.name, error = %err, "upstream unreachable");
                 Status::unavailable(format!("service {} is unavailable", upstream.name)).into_http()
             }
             Ok(Ok(response)) => {
@@ -186,6 +187,18 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The error and its causes, `: `-separated.
+fn error_chain(err: &BalanceError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Rewrites the client's request for the upstream: its address, HTTP/2, no hop-by-hop or

@@ -63,6 +63,20 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// The host of [`Self::authority`], without the brackets of an IPv6 address: what a
+    /// resolver takes.
+    pub fn host(&self) -> &str {
+        let host = self.authority.host();
+        host.strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+    }
+
+    /// The port of [`Self::authority`] (always present: [`Self::parse_url`] requires it).
+    pub fn port(&self) -> u16 {
+        self.authority.port_u16().unwrap_or(80)
+    }
+
     /// Parses `http://host:port` (a trailing `/` is tolerated). Only plaintext HTTP/2 (h2c) is
     /// spoken upstream: inside the cluster, NetworkPolicies (or a mesh) protect the hop.
     pub fn parse_url(url: &str) -> Result<Authority, String> {
@@ -112,6 +126,11 @@ impl Routes {
         Ok(Self { by_key })
     }
 
+    /// Every upstream, in route key order.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Upstream> {
+        self.by_key.values()
+    }
+
     /// The upstream serving `path`'s service, `None` when its package has no route.
     pub fn resolve(&self, path: GrpcPath<'_>) -> Option<&Upstream> {
         route_key(path.package()).and_then(|key| self.by_key.get(key))
@@ -150,6 +169,18 @@ mod tests {
 
         let upstream = resolve(&routes, "/crm.email_import.v1.MailboxService/SyncMailbox").unwrap();
         assert_eq!(upstream.authority.as_str(), "email-import:50065");
+        assert_eq!((upstream.host(), upstream.port()), ("email-import", 50065));
+    }
+
+    #[test]
+    fn an_ipv6_upstream_host_is_given_to_the_resolver_without_brackets() {
+        let routes = Routes::from_settings(&BTreeMap::from([(
+            "marketing".to_owned(),
+            "http://[::1]:50061".to_owned(),
+        )]))
+        .unwrap();
+        let upstream = routes.upstreams().next().unwrap();
+        assert_eq!((upstream.host(), upstream.port()), ("::1", 50061));
     }
 
     #[test]

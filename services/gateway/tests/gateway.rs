@@ -11,7 +11,10 @@ use std::{
 
 use base64::Engine as _;
 use bytes::{Buf as _, Bytes};
-use crm_gateway::config::Settings;
+use crm_gateway::{
+    balance::{BoxFuture, DnsResolver, Resolve},
+    config::Settings,
+};
 use crm_platform::{
     auth::TokenIssuer,
     telemetry::{self, TelemetryGuard},
@@ -138,16 +141,52 @@ impl PartnerService for Recorder {
 
 /// Starts the recording upstream on a free port; it stops with the test's runtime.
 async fn start_upstream() -> (SocketAddr, Recorder) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let recorder = Recorder::default();
-    let service = PartnerServiceServer::new(recorder.clone());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
+    let replica = Replica::start("127.0.0.1:0".parse().unwrap()).await;
+    let addr = replica.addr;
+    let recorder = replica.recorder.clone();
+    // Left running until the test's runtime ends.
+    std::mem::forget(replica.stop);
     (addr, recorder)
+}
+
+/// One replica of the recording upstream, which the test can stop (a pod going away).
+struct Replica {
+    addr: SocketAddr,
+    recorder: Recorder,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Replica {
+    async fn start(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let recorder = Recorder::default();
+        let service = PartnerServiceServer::new(recorder.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    async {
+                        let _ = stopped.await;
+                    },
+                ),
+        );
+        Self {
+            addr,
+            recorder,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops serving (graceful: its connections are closed) and waits until it has stopped.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
 }
 
 /// A port nothing listens on.
@@ -168,16 +207,30 @@ struct Gateway {
 
 impl Gateway {
     async fn start(upstream: SocketAddr, tune: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_resolving(&format!("http://{upstream}"), Arc::new(DnsResolver), tune).await
+    }
+
+    /// A gateway whose `marketing` route is `url`, with host names resolved by `resolver`.
+    async fn start_resolving(
+        url: &str,
+        resolver: Arc<dyn Resolve>,
+        tune: impl FnOnce(&mut Settings),
+    ) -> Self {
         let mut settings = Settings::load(None).unwrap();
-        settings.routes = BTreeMap::from([("marketing".to_owned(), format!("http://{upstream}"))]);
+        settings.routes = BTreeMap::from([("marketing".to_owned(), url.to_owned())]);
         tune(&mut settings);
         init_telemetry(&settings);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(crm_gateway::run(settings.clone(), listener, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(crm_gateway::run_with_resolver(
+            settings.clone(),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            resolver,
+        ));
         Self {
             addr,
             settings,
@@ -755,6 +808,136 @@ async fn a_cors_preflight_is_allowed_for_configured_origins_only() {
         refused.headers.get("access-control-allow-origin").is_none(),
         "{refused:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replicas: client-side balancing over the addresses of the upstream's host (a headless Service).
+
+/// What cluster DNS would answer for the headless Service: the test changes it as pods come
+/// and go.
+#[derive(Clone, Default)]
+struct Pods(Arc<Mutex<Vec<SocketAddr>>>);
+
+impl Pods {
+    fn set(&self, addrs: &[SocketAddr]) {
+        *self.0.lock().unwrap() = addrs.to_vec();
+    }
+}
+
+impl Resolve for Pods {
+    fn resolve(&self, host: &str, _port: u16) -> BoxFuture<std::io::Result<Vec<SocketAddr>>> {
+        assert_eq!(host, "marketing-headless");
+        let addrs = self.0.lock().unwrap().clone();
+        Box::pin(async move { Ok(addrs) })
+    }
+}
+
+/// Two replicas on one port, at 127.0.0.1 and 127.0.0.2, like two pods of one Deployment.
+async fn two_replicas() -> (Replica, Replica) {
+    let a = Replica::start("127.0.0.1:0".parse().unwrap()).await;
+    let b = Replica::start(SocketAddr::from(([127, 0, 0, 2], a.addr.port()))).await;
+    (a, b)
+}
+
+async fn get_partners(gateway: &Gateway, client: &mut PartnerServiceClient<Channel>, n: usize) {
+    for i in 0..n {
+        client
+            .get_partner(with_auth(get(&format!("p{i}")), &gateway.bearer("ana")))
+            .await
+            .unwrap_or_else(|status| panic!("call {i} failed: {status:?}"));
+    }
+}
+
+#[tokio::test]
+async fn calls_on_one_connection_are_spread_over_every_replica() {
+    let (a, b) = two_replicas().await;
+    let pods = Pods::default();
+    pods.set(&[a.addr, b.addr]);
+    let url = format!("http://marketing-headless:{}", a.addr.port());
+    let gateway = Gateway::start_resolving(&url, Arc::new(pods), |_| {}).await;
+    // One client connection to the gateway, as a frontend's channel would be.
+    let mut client = gateway.partners().await;
+
+    get_partners(&gateway, &mut client, 10).await;
+    assert_eq!(a.recorder.calls().len(), 5);
+    assert_eq!(b.recorder.calls().len(), 5);
+}
+
+#[tokio::test]
+async fn replicas_that_come_and_go_are_followed() {
+    let (a, b) = two_replicas().await;
+    let pods = Pods::default();
+    pods.set(&[a.addr]);
+    let url = format!("http://marketing-headless:{}", a.addr.port());
+    let gateway = Gateway::start_resolving(&url, Arc::new(pods.clone()), |s| {
+        s.balancing.resolve_interval_ms = 100;
+    })
+    .await;
+    let mut client = gateway.partners().await;
+    get_partners(&gateway, &mut client, 4).await;
+    assert_eq!((a.recorder.calls().len(), b.recorder.calls().len()), (4, 0));
+
+    // A second pod becomes ready: after the next resolution, calls reach it too.
+    pods.set(&[a.addr, b.addr]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b.recorder.calls().is_empty() {
+        assert!(Instant::now() < deadline, "the new replica got no call");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        get_partners(&gateway, &mut client, 1).await;
+    }
+    let (a_before, b_before) = (a.recorder.calls().len(), b.recorder.calls().len());
+    get_partners(&gateway, &mut client, 10).await;
+    assert_eq!(a.recorder.calls().len() - a_before, 5);
+    assert_eq!(b.recorder.calls().len() - b_before, 5);
+
+    // The first pod goes away before DNS says so: no call fails, all go to the other one.
+    let a_calls = a.recorder.calls().len();
+    let (a_addr, a_recorder) = (a.addr, a.recorder.clone());
+    a.stop().await;
+    let b_before = b.recorder.calls().len();
+    get_partners(&gateway, &mut client, 6).await;
+    assert_eq!(a_recorder.calls().len(), a_calls);
+    assert_eq!(b.recorder.calls().len() - b_before, 6);
+
+    // DNS catches up; a pod comes back at the old address and gets calls again.
+    pods.set(&[b.addr]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    get_partners(&gateway, &mut client, 2).await;
+    let a = Replica::start(a_addr).await;
+    pods.set(&[a.addr, b.addr]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.recorder.calls().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the returning replica got no call"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        get_partners(&gateway, &mut client, 1).await;
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_host_name_is_resolved_by_the_system_resolver() {
+    let (upstream, recorder) = start_upstream().await;
+    let url = format!("http://localhost:{}", upstream.port());
+    let gateway = Gateway::start_resolving(&url, Arc::new(DnsResolver), |_| {}).await;
+    let mut client = gateway.partners().await;
+    get_partners(&gateway, &mut client, 2).await;
+    assert_eq!(recorder.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn a_host_name_without_address_answers_unavailable() {
+    let pods = Pods::default();
+    let gateway =
+        Gateway::start_resolving("http://marketing-headless:1", Arc::new(pods), |_| {}).await;
+    let mut client = gateway.partners().await;
+    let status = client
+        .get_partner(with_auth(get("p1"), &gateway.bearer("ana")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("marketing"), "{status:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
