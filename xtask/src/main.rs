@@ -4,6 +4,8 @@
 //! - `test`: the same provisioning on other ports, then every test, `cargo fmt` and `clippy`.
 //! - `token`: a development bearer token.
 //! - `bench`: throughput and latency of the partner API, through the gateway and directly.
+//! - `image`: the container image from the release binaries, run and health-checked.
+//! - `deploy-check`: the Helm chart, kustomize overlays, Dockerfile and Compose file checks.
 //!
 //! Everything that this program starts (database cluster, Redis, services) is owned by a guard
 //! whose `Drop` stops it, and SIGINT/SIGTERM only set a flag (see [`process`]), so every exit path
@@ -13,12 +15,15 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod deploy;
 mod dev;
+mod image;
 mod process;
 mod provision;
 mod stack;
 mod test;
 mod token;
+mod tools;
 mod workspace;
 
 use std::process::ExitCode;
@@ -49,6 +54,12 @@ enum Command {
     Token(token::TokenArgs),
     /// Measure the partner API through the gateway and directly, with pgbench as the ceiling.
     Bench(bench::BenchArgs),
+    /// Build the container image from release binaries with podman and run it against
+    /// PostgreSQL and Redis (private ones unless `CRM__DATABASE__URL` / `CRM__REDIS__URL`).
+    Image(image::ImageArgs),
+    /// Check the Helm chart, the kustomize overlays, the Dockerfile and the Compose file (the
+    /// deployment step of `test`).
+    DeployCheck,
 }
 
 fn main() -> ExitCode {
@@ -65,6 +76,14 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&workspace, &args),
         Command::Token(args) => token::run(&args),
         Command::Bench(args) => bench::run(&workspace, &args),
+        Command::Image(args) => image::run(&workspace, &args),
+        Command::DeployCheck => deploy::run(&workspace).map(|passed| {
+            if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
     };
     match result {
         Ok(code) => code,

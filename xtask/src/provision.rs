@@ -30,6 +30,8 @@ pub enum Purpose {
     Dev,
     Test,
     Bench,
+    /// `cargo xtask image`: the container image against its own instances.
+    Image,
 }
 
 impl Purpose {
@@ -38,6 +40,7 @@ impl Purpose {
             Self::Dev => "dev",
             Self::Test => "test",
             Self::Bench => "bench",
+            Self::Image => "image",
         }
     }
 
@@ -46,6 +49,7 @@ impl Purpose {
             Self::Dev => 55432,
             Self::Test => 55433,
             Self::Bench => 55434,
+            Self::Image => 55435,
         }
     }
 
@@ -54,6 +58,7 @@ impl Purpose {
             Self::Dev => 56379,
             Self::Test => 56380,
             Self::Bench => 56381,
+            Self::Image => 56382,
         }
     }
 
@@ -62,7 +67,7 @@ impl Purpose {
     fn variables(self) -> (&'static str, &'static str) {
         match self {
             Self::Test => ("CRM_TEST_DATABASE_URL", "CRM_TEST_REDIS_URL"),
-            Self::Dev | Self::Bench => ("CRM__DATABASE__URL", "CRM__REDIS__URL"),
+            Self::Dev | Self::Bench | Self::Image => ("CRM__DATABASE__URL", "CRM__REDIS__URL"),
         }
     }
 
@@ -79,6 +84,7 @@ impl Purpose {
             ],
             // Durable, like production, so the numbers mean something.
             Self::Bench => &[("max_connections", "300")],
+            Self::Image => &[("max_connections", "100")],
         }
     }
 }

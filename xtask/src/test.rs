@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every test of the workspace against private PostgreSQL and Redis, then
-//! `cargo fmt --check` and `cargo clippy`. Every step runs even when an earlier one failed, so one
-//! run shows everything that is wrong; the summary says which steps failed.
+//! `cargo fmt --check`, `cargo clippy` and the deployment checks ([`crate::deploy`]). Every step
+//! runs even when an earlier one failed, so one run shows everything that is wrong; the summary
+//! says which steps failed.
 
 use std::process::{ExitCode, Stdio};
 
@@ -8,7 +9,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::{
-    process,
+    deploy, process,
     provision::{self, External, Purpose},
     workspace::Workspace,
 };
@@ -18,6 +19,9 @@ pub struct TestArgs {
     /// Skip `cargo fmt --check` and `cargo clippy`.
     #[arg(long)]
     no_lint: bool,
+    /// Skip the deployment checks (Helm chart, kustomize, Dockerfile, Compose).
+    #[arg(long)]
+    no_deploy: bool,
     /// Passed to the test runner (cargo nextest run, or cargo test), e.g. a test name filter:
     /// `cargo xtask test -- partner`.
     #[arg(last = true)]
@@ -108,6 +112,19 @@ pub fn run(workspace: &Workspace, args: &TestArgs) -> Result<ExitCode> {
                 "warnings",
             ])),
         );
+    }
+
+    if !args.no_deploy && !process::interrupted() {
+        let name = "deployment checks (helm, kubernetes-validate, KEDA, checkov, hadolint, yamllint, compose)";
+        section(name);
+        let passed = deploy::run(workspace).unwrap_or_else(|err| {
+            eprintln!("xtask: {name}: {err:#}");
+            false
+        });
+        steps.push(Step {
+            name: name.to_owned(),
+            passed,
+        });
     }
 
     section("summary");
