@@ -62,6 +62,10 @@ pub struct ImageArgs {
     /// Build the image only; do not run it.
     #[arg(long)]
     no_run: bool,
+    /// Do not run `<service> migrate` first (binaries from before that command; the services
+    /// also migrate at start).
+    #[arg(long)]
+    no_migrate: bool,
 }
 
 pub fn run(workspace: &Workspace, args: &ImageArgs) -> Result<ExitCode> {
@@ -101,7 +105,7 @@ pub fn run(workspace: &Workspace, args: &ImageArgs) -> Result<ExitCode> {
         let mut containers = Containers::new(podman.clone());
         let result = run_image(
             &mut containers,
-            &args.tag,
+            args,
             &dir,
             &settings,
             &backing.database_url,
@@ -115,8 +119,9 @@ pub fn run(workspace: &Workspace, args: &ImageArgs) -> Result<ExitCode> {
     drop(backing);
     result?;
     println!(
-        "xtask: the image runs: migrations, every service healthy, calls balanced over two \
-         replicas ({:.0} s running, {:.0} s in all)",
+        "xtask: the image runs: {}every service healthy, calls balanced over two replicas \
+         ({:.0} s running, {:.0} s in all)",
+        if args.no_migrate { "" } else { "migrations, " },
         phase.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
@@ -187,12 +192,13 @@ fn settings_of<'a>(settings: &'a [(String, String)], name: &str) -> Result<&'a s
 /// The running part: migrations, containers, health, balanced calls.
 fn run_image(
     containers: &mut Containers,
-    image: &str,
+    args: &ImageArgs,
     dir: &Path,
     settings: &[(String, String)],
     database_url: &str,
     redis_url: &str,
 ) -> Result<()> {
+    let image = args.tag.as_str();
     let settings_dir = dir.join("settings");
     fs::create_dir_all(&settings_dir)?;
     let backing_env = [
@@ -202,17 +208,21 @@ fn run_image(
     ];
 
     // Migrations first, one container per service with a database, as the chart's Jobs.
-    for def in SERVICES
+    let migrated = SERVICES
         .iter()
-        .filter(|d| matches!(d.role, Role::Api { .. }))
-    {
+        .filter(|d| matches!(d.role, Role::Api { .. }) && !args.no_migrate);
+    for def in migrated {
         let started = Instant::now();
         let name = format!("{PREFIX}migrate-{}", def.name);
-        let mut command = containers.podman.run_command(&name, image, false);
+        let mut command = containers.podman.run_command(&name, false);
         for (key, value) in backing_env {
             command.args(["--env", &format!("{key}={value}")]);
         }
+        // A binary without `migrate` would serve instead: then on a port of its own choosing,
+        // not on one another stack uses.
         command
+            .args(["--env", "CRM__SERVER__LISTEN_ADDR=127.0.0.1:0"])
+            .arg(image)
             .arg(format!("/usr/local/bin/{}", def.package))
             .arg("migrate");
         containers.started.push(name.clone());
@@ -270,13 +280,17 @@ fn run_image(
             } else {
                 format!("{PREFIX}{}", def.name)
             };
-            let mut command = containers.podman.run_command(&name, image, true);
+            let mut command = containers.podman.run_command(&name, true);
             command
                 .arg("--volume")
                 .arg(format!("{}:/etc/crm/config.toml:ro", file.display()))
                 .args(["--env", "CRM_CONFIG=/etc/crm/config.toml"]);
             if let Some(port) = port {
                 command.args(["--env", &format!("CRM__SERVER__LISTEN_ADDR={ip}:{port}")]);
+            }
+            if def.name == balanced.name {
+                // Each call is logged, so the calls each replica answered can be counted.
+                command.args(["--env", "CRM__TELEMETRY__LOG_FILTER=info,tower_http=debug"]);
             }
             if def.role == Role::Gateway {
                 for (key, value) in &gateway_env {
@@ -291,6 +305,7 @@ fn run_image(
                 }
             }
             command
+                .arg(image)
                 .arg(format!("/usr/local/bin/{}", def.package))
                 .args(def.args);
             containers.start(&name, &mut command)?;
@@ -309,7 +324,23 @@ fn run_image(
     let runtime = tokio::runtime::Runtime::new()?;
     let gateway_url = format!("http://127.0.0.1:{gateway}");
     runtime.block_on(calls_succeed(&gateway_url, 20))?;
-    println!("xtask: 20 calls through the gateway to {headless} (two replicas): all answered");
+    let mut counts = Vec::new();
+    for replica in &replicas {
+        let logs = containers.podman.quiet(&["logs", replica])?;
+        counts.push(calls_logged(&logs));
+    }
+    println!(
+        "xtask: 20 calls through the gateway to {headless}: {} answered by {}",
+        counts
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" and "),
+        replicas.join(" and ")
+    );
+    if counts.contains(&0) || counts.iter().sum::<usize>() != 20 {
+        bail!("the gateway did not spread the calls over both replicas: {counts:?}");
+    }
     // Each replica alone must carry the calls: both are in the gateway's rotation.
     for (stopped, serving) in [(0, 1), (1, 0)] {
         containers
@@ -324,6 +355,16 @@ fn run_image(
         containers.wait_healthy(&replicas[stopped], Duration::from_secs(60))?;
     }
     Ok(())
+}
+
+/// How many `ListPartners` calls a service's JSON log shows it started.
+fn calls_logged(logs: &str) -> usize {
+    logs.lines()
+        .filter(|line| {
+            line.contains("\"started processing request\"")
+                && line.contains("PartnerService/ListPartners")
+        })
+        .count()
 }
 
 /// Runs `command` in the foreground; `None` when it was still running after `timeout` (then it
@@ -483,9 +524,10 @@ impl Podman {
         )
     }
 
-    /// `podman run` of `image` on the host network, as the chart runs it: UID 10001, read-only
-    /// root filesystem, no capabilities, no privilege escalation.
-    fn run_command(&self, name: &str, image: &str, detached: bool) -> Command {
+    /// `podman run` on the host network, as the chart runs a pod: UID 10001, read-only root
+    /// filesystem, no capabilities, no privilege escalation. The caller adds its own options,
+    /// then the image and the command.
+    fn run_command(&self, name: &str, detached: bool) -> Command {
         let mut command = self.command();
         command.args(["run", "--pull=never", "--network=host", "--name", name]);
         if detached {
@@ -501,7 +543,6 @@ impl Podman {
             "--security-opt=no-new-privileges",
             "--user",
             "10001:10001",
-            image,
         ]);
         command
     }
