@@ -149,41 +149,35 @@ pub fn run(workspace: &Workspace) -> Result<bool> {
     }
 
     let checkov_config = root.join("helm/.checkov.yaml");
-    checks.run("checkov (chart)", || {
-        succeeds(
-            tools
-                .checkov()
-                .args(CHECKOV_FLAGS)
-                .arg("--config-file")
-                .arg(&checkov_config)
-                .arg("--directory")
-                .arg(&chart)
-                .args(["--framework", "helm"]),
-        )
-    });
-    checks.run("checkov (production manifests)", || {
-        succeeds(
-            tools
-                .checkov()
-                .args(CHECKOV_FLAGS)
-                .arg("--config-file")
-                .arg(&checkov_config)
-                .arg("--file")
-                .arg(out.join("production.yaml"))
-                .args(["--framework", "kubernetes"]),
-        )
-    });
     let dockerfile = root.join("docker/Dockerfile");
-    checks.run("checkov (Dockerfile)", || {
-        succeeds(
-            tools
-                .checkov()
-                .args(CHECKOV_FLAGS)
-                .arg("--file")
-                .arg(&dockerfile)
-                .args(["--framework", "dockerfile"]),
-        )
-    });
+    let production_manifests = out.join("production.yaml");
+    // What checkov reads, how, and whether with the chart's skips.
+    let scans: [(&str, &str, &Path, &str, bool); 3] = [
+        ("chart", "--directory", &chart, "helm", true),
+        (
+            "production manifests",
+            "--file",
+            &production_manifests,
+            "kubernetes",
+            true,
+        ),
+        ("Dockerfile", "--file", &dockerfile, "dockerfile", false),
+    ];
+    for (name, flag, target, framework, skips) in scans {
+        checks.run(&format!("checkov ({name})"), || {
+            let mut command = tools.checkov();
+            command.args(CHECKOV_FLAGS);
+            if skips {
+                command.arg("--config-file").arg(&checkov_config);
+            }
+            succeeds(
+                command
+                    .arg(flag)
+                    .arg(target)
+                    .args(["--framework", framework]),
+            )
+        });
+    }
     checks.run("hadolint docker/Dockerfile", || {
         succeeds(Command::new(tools.venv("hadolint")).arg(&dockerfile))
     });

@@ -438,6 +438,19 @@ async fn a_user_over_the_rate_limit_gets_resource_exhausted_and_others_do_not() 
         .unwrap();
 }
 
+/// A call to `marketing` through the gateway answers UNAVAILABLE, naming the service.
+async fn assert_marketing_unavailable(
+    gateway: &Gateway,
+    client: &mut PartnerServiceClient<Channel>,
+) {
+    let status = client
+        .get_partner(with_auth(get("p1"), &gateway.bearer("ana")))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("marketing"), "{status:?}");
+}
+
 #[tokio::test]
 async fn a_down_upstream_answers_unavailable_quickly() {
     let down = closed_port().await;
@@ -445,12 +458,7 @@ async fn a_down_upstream_answers_unavailable_quickly() {
     let mut client = gateway.partners().await;
 
     let started = Instant::now();
-    let status = client
-        .get_partner(with_auth(get("p1"), &gateway.bearer("ana")))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("marketing"), "{status:?}");
+    assert_marketing_unavailable(&gateway, &mut client).await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -932,12 +940,7 @@ async fn a_host_name_without_address_answers_unavailable() {
     let gateway =
         Gateway::start_resolving("http://marketing-headless:1", Arc::new(pods), |_| {}).await;
     let mut client = gateway.partners().await;
-    let status = client
-        .get_partner(with_auth(get("p1"), &gateway.bearer("ana")))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("marketing"), "{status:?}");
+    assert_marketing_unavailable(&gateway, &mut client).await;
 }
 
 // ---------------------------------------------------------------------------------------------
