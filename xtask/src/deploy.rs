@@ -593,6 +593,43 @@ pub fn audit(docs: &[Value]) -> Vec<String> {
         }
     }
 
+    // `helm test` must be able to reach the gateway through the gateway's NetworkPolicy.
+    let gateway_policies: Vec<&&Value> = policies
+        .iter()
+        .filter(|p| {
+            p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
+        })
+        .collect();
+    for test in docs
+        .iter()
+        .filter(|d| kind_of(d) == "Pod" && d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+    {
+        let labels = &test["metadata"]["labels"];
+        for policy in &gateway_policies {
+            let admitted = policy["spec"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|rule| match rule["from"].as_array() {
+                    None => true,
+                    Some(peers) => {
+                        peers.is_empty()
+                            || peers.iter().any(|peer| {
+                                peer.as_object().is_some_and(|p| p.len() == 1)
+                                    && selects(&peer["podSelector"]["matchLabels"], labels)
+                            })
+                    }
+                });
+            if !admitted {
+                problems.push(format!(
+                    "{}: keeps the test {} from reaching the gateway",
+                    name_of(policy),
+                    name_of(test)
+                ));
+            }
+        }
+    }
+
     for doc in docs.iter().filter(|d| kind_of(d) == "Job") {
         let hooks = doc["metadata"]["annotations"]["helm.sh/hook"]
             .as_str()
@@ -834,6 +871,47 @@ spec:
         let problems = audit(&docs(job));
         assert_found(&problems, "not a pre-install and pre-upgrade hook");
         assert_found(&problems, "does not run `migrate`");
+    }
+
+    #[test]
+    fn the_helm_test_must_be_let_through_to_the_gateway() {
+        let manifests = r#"
+kind: Pod
+metadata:
+  name: crm-test-gateway-health
+  labels: {app.kubernetes.io/instance: crm, app.kubernetes.io/component: test}
+  annotations: {helm.sh/hook: test}
+spec:
+  automountServiceAccountToken: false
+  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+  containers: []
+---
+kind: NetworkPolicy
+metadata: {name: crm-test}
+spec:
+  podSelector:
+    matchLabels: {app.kubernetes.io/instance: crm, app.kubernetes.io/component: test}
+  policyTypes: [Ingress, Egress]
+  egress: [{ports: [{port: 50051}]}]
+---
+kind: NetworkPolicy
+metadata: {name: crm-gateway}
+spec:
+  podSelector: {matchLabels: {app.kubernetes.io/component: gateway}}
+  policyTypes: [Ingress, Egress]
+  ingress:
+    - from: [{namespaceSelector: {matchLabels: {name: ingress-nginx}}}]
+"#;
+        let mut docs = docs(manifests);
+        assert_found(
+            &audit(&docs),
+            "keeps the test Pod/crm-test-gateway-health from reaching",
+        );
+        docs[2]["spec"]["ingress"][0]["from"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "crm"}}}));
+        assert_eq!(audit(&docs), Vec::<String>::new());
     }
 
     #[test]
