@@ -6,7 +6,7 @@
 //! 2. the runtime base: a minimal Debian made by mmdebstrap and imported (no registry can be
 //!    pulled from here), made once and kept;
 //! 3. `cargo build --release` of every service and of `crm-health-probe`, then
-//!    `podman build --pull=never` of `docker/Dockerfile` with `BINARIES=prebuilt`;
+//!    `podman build --pull=never --target prebuilt` of `docker/Dockerfile`;
 //! 4. each service's `migrate` in a container, as the chart's Job does;
 //! 5. every process of [`SERVICES`] in a container (host network, read-only root filesystem,
 //!    no capabilities, UID 10001) with the settings file the Helm chart renders for it, two
@@ -516,7 +516,7 @@ impl Podman {
                 .args(["--format", "docker", "--quiet"])
                 .arg("--file")
                 .arg(workspace.root.join("docker/Dockerfile"))
-                .args(["--build-arg", "BINARIES=prebuilt"])
+                .args(["--target", "prebuilt"])
                 .args(["--build-arg", &format!("RUNTIME_IMAGE={BASE_IMAGE}")])
                 .args(["--build-arg", &format!("REVISION={revision}")])
                 .args(["--tag", tag])
