@@ -653,7 +653,7 @@ pub fn audit(docs: &[Value]) -> Vec<String> {
 }
 
 /// The `key = "value"` lines of `[section]` in a TOML text the chart wrote (strings only).
-fn toml_section(text: &str, section: &str) -> BTreeMap<String, String> {
+pub fn toml_section(text: &str, section: &str) -> BTreeMap<String, String> {
     let header = format!("[{section}]");
     let mut inside = false;
     let mut entries = BTreeMap::new();

@@ -303,6 +303,18 @@ fn run_image(
                 for (key, value) in backing_env {
                     command.args(["--env", &format!("{key}={value}")]);
                 }
+                // A sibling it calls (`[marketing] url = …` in the chart's file) is here.
+                let text = settings_of(settings, def.name)?;
+                for callee in SERVICES {
+                    if let (Role::Api { route }, Some(port)) = (callee.role, container_port(callee))
+                        && deploy::toml_section(text, route).contains_key("url")
+                    {
+                        command.args([
+                            "--env",
+                            &format!("CRM__{}__URL=http://127.0.0.1:{port}", route.to_uppercase()),
+                        ]);
+                    }
+                }
             }
             command
                 .arg(image)

@@ -142,6 +142,14 @@ knows (listen address, telemetry, auth, routes…), then `config`, then the proc
 {{- $_ := set $settings "routes" $routes -}}
 {{- $_ := set $settings "cors" (dict "allowed_origins" $v.gateway.corsAllowedOrigins) -}}
 {{- end -}}
+{{- range $sibling := default list $svc.calls -}}
+{{- $callee := index $v.services $sibling -}}
+{{- if not (and $callee $callee.enabled (eq $callee.role "api")) -}}
+{{- fail (printf "a service calls %s, which is not an enabled API service" $sibling) -}}
+{{- end -}}
+{{- $host := include "crm.component" (dict "root" $root "name" $sibling) -}}
+{{- $_ := set $settings $callee.route (dict "url" (printf "http://%s:%d" $host (int $callee.port))) -}}
+{{- end -}}
 {{- $settings = mustMergeOverwrite $settings (deepCopy $v.config) (deepCopy (default dict $svc.config)) -}}
 {{- include "crm.toml" (dict "prefix" "" "table" $settings) | trim -}}
 {{- end -}}
