@@ -144,9 +144,15 @@ fn stage_binaries(workspace: &Workspace, dir: &Path) -> Result<PathBuf> {
     let _ = fs::remove_dir_all(&context);
     fs::create_dir_all(context.join("bin"))?;
     let release = workspace.target.join("release");
+    let strip = process::find_program("strip");
     for binary in stack::packages().into_iter().chain(["crm-health-probe"]) {
-        fs::copy(release.join(binary), context.join("bin").join(binary))
+        let staged = context.join("bin").join(binary);
+        fs::copy(release.join(binary), &staged)
             .with_context(|| format!("cannot copy {binary} into the build context"))?;
+        // As the Dockerfile does: no line tables in the image (a fifth of the size), symbols kept.
+        if let Some(strip) = &strip {
+            process::run_checked(Command::new(strip).arg("--strip-debug").arg(&staged))?;
+        }
     }
     Ok(context)
 }
