@@ -144,11 +144,15 @@ knows (listen address, telemetry, auth, routes…), then `config`, then the proc
 {{- end -}}
 {{- range $sibling := default list $svc.calls -}}
 {{- $callee := index $v.services $sibling -}}
-{{- if not (and $callee $callee.enabled (eq $callee.role "api")) -}}
-{{- fail (printf "a service calls %s, which is not an enabled API service" $sibling) -}}
+{{- if not (and $callee (eq $callee.role "api")) -}}
+{{- fail (printf "a service calls %s, which is not an API service of services" $sibling) -}}
 {{- end -}}
+{{- /* A disabled sibling is left out: the caller keeps its built-in address, and its calls
+there answer UNAVAILABLE. */ -}}
+{{- if $callee.enabled -}}
 {{- $host := include "crm.component" (dict "root" $root "name" $sibling) -}}
 {{- $_ := set $settings $callee.route (dict "url" (printf "http://%s:%d" $host (int $callee.port))) -}}
+{{- end -}}
 {{- end -}}
 {{- $settings = mustMergeOverwrite $settings (deepCopy $v.config) (deepCopy (default dict $svc.config)) -}}
 {{- include "crm.toml" (dict "prefix" "" "table" $settings) | trim -}}
