@@ -3,7 +3,8 @@
 //! - `dev`: private PostgreSQL and Redis, every service with readable logs, a ready-to-use token.
 //! - `test`: the same provisioning on other ports, then every test, `cargo fmt` and `clippy`.
 //! - `token`: a development bearer token.
-//! - `bench`: throughput and latency of the partner API, through the gateway and directly.
+//! - `bench`: throughput and latency of the partner and opportunities APIs, through the gateway
+//!   and directly, each write next to a pgbench ceiling doing the same SQL.
 //!
 //! Everything that this program starts (database cluster, Redis, services) is owned by a guard
 //! whose `Drop` stops it, and SIGINT/SIGTERM only set a flag (see [`process`]), so every exit path
@@ -47,7 +48,8 @@ enum Command {
     Test(test::TestArgs),
     /// Print a development token (signed with the built-in development secret).
     Token(token::TokenArgs),
-    /// Measure the partner API through the gateway and directly, with pgbench as the ceiling.
+    /// Measure the partner and opportunities APIs through the gateway and directly, each write
+    /// next to a pgbench ceiling running the same SQL.
     Bench(bench::BenchArgs),
 }
 
