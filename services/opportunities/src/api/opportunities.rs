@@ -306,7 +306,8 @@ impl OpportunitiesApi {
             if !caller.is_service
                 && let Err(err) = self
                     .partners
-                    .usable(
+                    .usable_on(
+                        &mut tx,
                         new.partner_id,
                         &format!("requests[{i}].opportunity.partner_id"),
                     )
