@@ -197,6 +197,9 @@ struct Report {
     create_direct_vs_pgbench: f64,
     /// Seconds the whole run took, build excluded.
     total_seconds: f64,
+    /// The machine's 1-minute load average when the run began and when it ended: other work
+    /// on the same cores shows here (2 cores: above 2, every process waits for a core).
+    load_average: [Option<f64>; 2],
 }
 
 #[derive(Serialize)]
@@ -240,6 +243,7 @@ pub fn run(workspace: &Workspace, args: &BenchArgs) -> Result<ExitCode> {
         health_timeout: Duration::from_secs(60),
     };
 
+    let load_at_start = load_average();
     let runtime = tokio::runtime::Runtime::new()?;
     let (mut rows, partners_loaded, loaded) = runtime.block_on(async {
         let stack = Stack::start(&options).await?;
@@ -279,7 +283,7 @@ pub fn run(workspace: &Workspace, args: &BenchArgs) -> Result<ExitCode> {
     drop(backing);
 
     apply_ceilings(&mut rows, &ceilings);
-    let report = report(
+    let mut report = report(
         workspace,
         rows,
         ceilings,
@@ -288,6 +292,7 @@ pub fn run(workspace: &Workspace, args: &BenchArgs) -> Result<ExitCode> {
         args,
         started,
     );
+    report.load_average = [load_at_start, load_average()];
     print_report(&report);
     write_report(&report, &bench_dir)?;
     Ok(ExitCode::SUCCESS)
@@ -572,7 +577,18 @@ fn report(
         gateway_vs_direct,
         create_direct_vs_pgbench,
         total_seconds: started.elapsed().as_secs_f64(),
+        load_average: [None, None],
     }
+}
+
+/// The 1-minute load average (Linux), if it can be read.
+fn load_average() -> Option<f64> {
+    fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn print_report(report: &Report) {
@@ -658,7 +674,14 @@ fn print_report(report: &Report) {
             row.first_error.as_deref().unwrap_or("?")
         );
     }
-    println!("xtask: the run took {:.0} s", report.total_seconds);
+    let [start, end] = report
+        .load_average
+        .map(|l| l.map_or("?".into(), |l| format!("{l:.1}")));
+    println!(
+        "xtask: the run took {:.0} s; the machine's load average was {start} when the run \
+         began, {end} at the end",
+        report.total_seconds
+    );
 }
 
 fn write_report(report: &Report, bench_dir: &Path) -> Result<()> {

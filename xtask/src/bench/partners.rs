@@ -158,6 +158,24 @@ pub async fn measure(
             rows.push(super::measure(spec, workers, args.seconds).await);
         }
     }
+    // The simplest read with one call in flight: the latency floor of any call on this machine,
+    // to read the latency targets of other rows against (a p99 above it is the machine's).
+    let client: Client =
+        PartnerServiceClient::with_interceptor(endpoints.marketing.clone(), endpoints.auth.clone());
+    let control = PartnerWorker {
+        operation: Operation::GetPartner,
+        client,
+        ids: partners.all.clone(),
+        random: SplitMix64(0xf1004),
+        serial,
+    };
+    let spec = RowSpec {
+        operation: Operation::GetPartner,
+        path: "direct",
+        ceiling: None,
+        target: None,
+    };
+    rows.push(super::measure(spec, vec![control], args.seconds).await);
     Ok(rows)
 }
 
