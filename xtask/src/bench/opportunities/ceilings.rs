@@ -68,6 +68,18 @@ const PARTNER_LOOKUP: &str = "SELECT id, kind, name, fiscal_code, address_lines,
 /// The stage configuration every opportunity call reads (`store::catalogues::get_stage_config`).
 const STAGE_CONFIG: &str = "SELECT config, update_time, version FROM stage_config;";
 
+/// The idempotency claim (`store::claim_request`), up to its values; it makes the new record's
+/// id, which `{CLAIMED} <name> \gset` keeps as `:<name>`.
+const CLAIM: &str = "INSERT INTO create_requests (kind, creator, request_id, resource_id, \
+    create_time)\n  VALUES";
+const CLAIMED: &str = "ON CONFLICT (kind, creator, request_id) DO NOTHING RETURNING resource_id AS";
+
+/// A stage-change row (`store::opportunities::insert_stage_change`), up to its values.
+const STAGE_CHANGE: &str = "INSERT INTO stage_changes (id, opportunity_id, stage, \
+    previous_stage, change_time, delegate_staff_id, follow_up_date, follow_up_note, \
+    allocated_units, allocated_currency, changed_by, lost_reason_id, lost_note, \
+    follow_up_task_id, cause_kind, cause_id, cause_number, reopen_note)\n  VALUES";
+
 /// An owner's (or delegate's) staff id from its number, as [`super::owner`] makes it.
 const OWNER_ID: &str = "('00000000-0000-4000-8000-' || lpad(:owner::text, 12, '0'))::uuid";
 
@@ -91,9 +103,8 @@ BEGIN;
 SELECT id, name, start_date, end_date, confirmed FROM campaigns
   WHERE id = (SELECT id FROM bench.campaigns WHERE n = :c) \\gset campaign_
 {STAGE_CONFIG}
-INSERT INTO create_requests (kind, creator, request_id, resource_id, create_time)
-  VALUES ('opportunity', 'bench', :rid, bench.uuid_v7(), now())
-  ON CONFLICT (kind, creator, request_id) DO NOTHING RETURNING resource_id AS opportunity_id \\gset
+{CLAIM} ('opportunity', 'bench', :rid, bench.uuid_v7(), now())
+  {CLAIMED} opportunity_id \\gset
 INSERT INTO opportunities (id, partner_id, campaign_id, title, owner_staff_id, potential_units,
   currency, probability_percent, expected_signing_date, stage, next_follow_up_date,
   next_follow_up_note, lost_reason_id, lost_note, description, stage_change_time, close_time,
@@ -101,11 +112,7 @@ INSERT INTO opportunities (id, partner_id, campaign_id, title, owner_staff_id, p
   VALUES (:opportunity_id, :partner_id, :campaign_id, :title, {OWNER_ID}, :potential, 'RON',
   NULL, current_date + 90, 'new', NULL, '', NULL, '', :description, now(), NULL, now(), now(),
   'bench', 'bench', 1);
-INSERT INTO stage_changes (id, opportunity_id, stage, previous_stage, change_time,
-  delegate_staff_id, follow_up_date, follow_up_note, allocated_units, allocated_currency,
-  changed_by, lost_reason_id, lost_note, follow_up_task_id, cause_kind, cause_id, cause_number,
-  reopen_note)
-  VALUES (bench.uuid_v7(), :opportunity_id, 'new', NULL, now(), NULL, NULL, '', NULL, NULL,
+{STAGE_CHANGE} (bench.uuid_v7(), :opportunity_id, 'new', NULL, now(), NULL, NULL, '', NULL, NULL,
   'bench', NULL, '', NULL, NULL, NULL, NULL, '');
 INSERT INTO outbox (event_id, stream, event_type, envelope)
   VALUES (bench.uuid_v7(), :stream, :created_type, :created_envelope);
@@ -139,14 +146,9 @@ SELECT id, partner_id, campaign_id, title, owner_staff_id, potential_units, curr
   FROM opportunities WHERE id = (SELECT id FROM bench.open_opportunities WHERE n = :o)
   FOR UPDATE \\gset o_
 {STAGE_CONFIG}
-INSERT INTO create_requests (kind, creator, request_id, resource_id, create_time)
-  VALUES ('stage_change:' || :o_id::text, 'bench', :rid, bench.uuid_v7(), now())
-  ON CONFLICT (kind, creator, request_id) DO NOTHING RETURNING resource_id AS change_id \\gset
-INSERT INTO stage_changes (id, opportunity_id, stage, previous_stage, change_time,
-  delegate_staff_id, follow_up_date, follow_up_note, allocated_units, allocated_currency,
-  changed_by, lost_reason_id, lost_note, follow_up_task_id, cause_kind, cause_id, cause_number,
-  reopen_note)
-  VALUES (:change_id, :o_id, (ARRAY['new', 'presentation', 'offer', 'negotiation'])[:t],
+{CLAIM} ('stage_change:' || :o_id::text, 'bench', :rid, bench.uuid_v7(), now())
+  {CLAIMED} change_id \\gset
+{STAGE_CHANGE} (:change_id, :o_id, (ARRAY['new', 'presentation', 'offer', 'negotiation'])[:t],
   :o_stage, now(), {OWNER_ID}, current_date + 7, :note, NULL, NULL, 'bench', NULL, '', NULL,
   NULL, NULL, NULL, '');
 UPDATE opportunities SET stage = (ARRAY['new', 'presentation', 'offer', 'negotiation'])[:t],
@@ -185,9 +187,8 @@ BEGIN;
 {PARTNER_LOOKUP} \\gset partner_
 SELECT id, code, name, unit, price_units, currency, vat_rate_bp, kind, description, pictures,
   active, create_time, update_time, version FROM articles WHERE id = ANY(:article_set::uuid[]);
-INSERT INTO create_requests (kind, creator, request_id, resource_id, create_time)
-  VALUES ('invoice', 'bench', :rid, bench.uuid_v7(), now())
-  ON CONFLICT (kind, creator, request_id) DO NOTHING RETURNING resource_id AS invoice_id \\gset
+{CLAIM} ('invoice', 'bench', :rid, bench.uuid_v7(), now())
+  {CLAIMED} invoice_id \\gset
 INSERT INTO invoices (id, number, series_id, partner_id, opportunity_id, campaign_id, currency,
   total_without_vat, total_vat, total_with_vat, notes, attachments, customer, create_time,
   update_time, creator, updater, version, status, source, order_id, contract_id, billing_month,
@@ -314,7 +315,10 @@ fn script_text(name: &str, template: &str) -> String {
     let body = template
         .replace("{PARTNER_LOOKUP}", PARTNER_LOOKUP)
         .replace("{STAGE_CONFIG}", STAGE_CONFIG)
-        .replace("{OWNER_ID}", OWNER_ID);
+        .replace("{OWNER_ID}", OWNER_ID)
+        .replace("{CLAIM}", CLAIM)
+        .replace("{CLAIMED}", CLAIMED)
+        .replace("{STAGE_CHANGE}", STAGE_CHANGE);
     format!(
         "-- The ceiling of {name}: the SQL the opportunities service runs for one call, one\n\
          -- transaction per call (see xtask/src/bench/opportunities/ceilings.rs for each\n\
@@ -408,4 +412,29 @@ fn prepare(database_url: &str) -> Result<Vec<(String, String)>> {
         "Sună clientul pentru un răspuns la ofertă".into(),
     ));
     Ok(variables)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_placeholder_of_a_script_is_filled() {
+        for (name, template) in [
+            (CREATE_OPPORTUNITY, CREATE_OPPORTUNITY_SCRIPT),
+            (CHANGE_STAGE, CHANGE_STAGE_SCRIPT),
+            (INVOICE, INVOICE_SCRIPT),
+        ] {
+            let text = script_text(name, template);
+            for placeholder in ["{PARTNER", "{STAGE", "{OWNER", "{CLAIM"] {
+                assert!(!text.contains(placeholder), "{name} keeps {placeholder}");
+            }
+            // One transaction per call: as many BEGINs as COMMITs.
+            assert_eq!(
+                text.matches("\nBEGIN;").count(),
+                text.matches("\nCOMMIT;").count(),
+                "{name}"
+            );
+        }
+    }
 }

@@ -166,18 +166,7 @@ async fn measure_rows(
     partners: &Partners,
     args: &BenchArgs,
 ) -> Result<Vec<Row>> {
-    let paths = [("gateway", gateway), ("direct", direct)];
-    let n = args.concurrency;
-    let spec = |operation, path, ceiling: Option<&'static str>, target| RowSpec {
-        operation,
-        path,
-        ceiling,
-        target,
-    };
-    // The writes' target is judged on the direct row: the ceiling is the database alone.
-    let write_target = |path: &str| (path == "direct").then_some(Target::MinCeilingRatio(0.5));
-    let mut rows = Vec::new();
-
+    let (n, seconds) = (args.concurrency, args.seconds);
     // The reads also run with one call in flight: their latency targets are about the call,
     // and with 32 in flight on two cores most of a call's latency is its wait behind the others.
     let reads = [
@@ -185,120 +174,123 @@ async fn measure_rows(
         ("direct", direct, n),
         ("direct", direct, 1),
     ];
-    for (path, clients, n) in reads {
-        crate::process::check_interrupted()?;
-        let workers = (0..n)
-            .map(|_| PipelineWorker {
+    let writes = [("gateway", gateway, n), ("direct", direct, n)];
+    // The writes' target is judged on the direct row: the ceiling is the database alone.
+    let write_target = |path: &str| (path == "direct").then_some(Target::MinCeilingRatio(0.5));
+
+    let mut rows = rows_of(
+        Operation::GetPipeline,
+        &reads,
+        None,
+        |_| Some(Target::MaxP99Ms(200.0)),
+        seconds,
+        |clients, _| {
+            Some(PipelineWorker {
                 client: clients.clone(),
             })
-            .collect();
-        let target = Some(Target::MaxP99Ms(200.0));
-        rows.push(
-            measure(
-                spec(Operation::GetPipeline, path, None, target),
-                workers,
-                args.seconds,
-            )
-            .await,
-        );
-    }
-    for (path, clients, n) in reads {
-        crate::process::check_interrupted()?;
-        let workers = (0..n)
-            .map(|w| CoverageWorker {
-                client: clients.clone(),
-                covered: data.covered.clone(),
-                partners: partners.usable.clone(),
-                services: data.services.clone(),
-                random: SplitMix64(0xc0_0000 + w as u64),
-            })
-            .collect();
-        let target = Some(Target::MaxP99Ms(5.0));
-        rows.push(
-            measure(
-                spec(Operation::CheckContractCoverage, path, None, target),
-                workers,
-                args.seconds,
-            )
-            .await,
-        );
-    }
-    for (path, clients) in paths {
-        crate::process::check_interrupted()?;
-        let workers = (0..n)
-            .map(|w| CreateWorker {
-                client: clients.clone(),
-                partners: partners.usable.clone(),
-                campaigns: data.campaigns.clone(),
-                random: SplitMix64(0xc1_0000 + w as u64),
-            })
-            .collect();
-        rows.push(
-            measure(
-                spec(
-                    Operation::CreateOpportunity,
-                    path,
-                    Some(ceilings::CREATE_OPPORTUNITY),
-                    write_target(path),
-                ),
-                workers,
-                args.seconds,
-            )
-            .await,
-        );
-    }
+        },
+    )
+    .await?;
+    rows.extend(
+        rows_of(
+            Operation::CheckContractCoverage,
+            &reads,
+            None,
+            |_| Some(Target::MaxP99Ms(5.0)),
+            seconds,
+            |clients, w| {
+                Some(CoverageWorker {
+                    client: clients.clone(),
+                    covered: data.covered.clone(),
+                    partners: partners.usable.clone(),
+                    services: data.services.clone(),
+                    random: SplitMix64(0xc0_0000 + w as u64),
+                })
+            },
+        )
+        .await?,
+    );
+    rows.extend(
+        rows_of(
+            Operation::CreateOpportunity,
+            &writes,
+            Some(ceilings::CREATE_OPPORTUNITY),
+            write_target,
+            seconds,
+            |clients, w| {
+                Some(CreateWorker {
+                    client: clients.clone(),
+                    partners: partners.usable.clone(),
+                    campaigns: data.campaigns.clone(),
+                    random: SplitMix64(0xc1_0000 + w as u64),
+                })
+            },
+        )
+        .await?,
+    );
     // Each worker moves opportunities of its own (disjoint between workers and paths), so every
     // call finds the etag its previous call on that opportunity returned.
-    let per_worker = (data.open.len() / (2 * n)).clamp(1, 20);
-    let mut open = data.open.chunks(per_worker);
-    for (path, clients) in paths {
+    let mut open = data.open.chunks((data.open.len() / (2 * n)).clamp(1, 20));
+    rows.extend(
+        rows_of(
+            Operation::ChangeOpportunityStage,
+            &writes,
+            Some(ceilings::CHANGE_STAGE),
+            write_target,
+            seconds,
+            |clients, w| {
+                open.next().map(|mine| StageWorker {
+                    client: clients.clone(),
+                    opportunities: mine.to_vec(),
+                    next: 0,
+                    random: SplitMix64(0xc2_0000 + w as u64),
+                })
+            },
+        )
+        .await?,
+    );
+    rows.extend(
+        rows_of(
+            Operation::CreateAndIssueInvoice,
+            &writes,
+            Some(ceilings::INVOICE),
+            write_target,
+            seconds,
+            |clients, w| {
+                Some(InvoiceWorker {
+                    client: clients.clone(),
+                    partners: partners.usable.clone(),
+                    articles: data.articles.clone(),
+                    random: SplitMix64(0xc3_0000 + w as u64),
+                })
+            },
+        )
+        .await?,
+    );
+    Ok(rows)
+}
+
+/// One row of `operation` per path (name, clients, calls in flight), each with the workers
+/// `make` gives for its clients and worker number (fewer when it gives `None`).
+async fn rows_of<W: Worker>(
+    operation: Operation,
+    paths: &[(&'static str, &Clients, usize)],
+    ceiling: Option<&'static str>,
+    target: impl Fn(&str) -> Option<Target>,
+    seconds: u64,
+    mut make: impl FnMut(&Clients, usize) -> Option<W>,
+) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for &(path, clients, n) in paths {
         crate::process::check_interrupted()?;
-        let workers = (0..n)
-            .map(|w| StageWorker {
-                client: clients.clone(),
-                opportunities: open.next().map(<[_]>::to_vec).unwrap_or_default(),
-                next: 0,
-                random: SplitMix64(0xc2_0000 + w as u64),
-            })
-            .filter(|w| !w.opportunities.is_empty())
-            .collect();
-        rows.push(
-            measure(
-                spec(
-                    Operation::ChangeOpportunityStage,
-                    path,
-                    Some(ceilings::CHANGE_STAGE),
-                    write_target(path),
-                ),
-                workers,
-                args.seconds,
-            )
-            .await,
-        );
-    }
-    for (path, clients) in paths {
-        crate::process::check_interrupted()?;
-        let workers = (0..n)
-            .map(|w| InvoiceWorker {
-                client: clients.clone(),
-                partners: partners.usable.clone(),
-                articles: data.articles.clone(),
-                random: SplitMix64(0xc3_0000 + w as u64),
-            })
-            .collect();
-        rows.push(
-            measure(
-                spec(
-                    Operation::CreateAndIssueInvoice,
-                    path,
-                    Some(ceilings::INVOICE),
-                    write_target(path),
-                ),
-                workers,
-                args.seconds,
-            )
-            .await,
-        );
+        let workers = (0..n).filter_map(|w| make(clients, w)).collect();
+        let spec = RowSpec {
+            operation,
+            path,
+            ceiling,
+            target: target(path),
+        };
+        rows.push(measure(spec, workers, seconds).await);
     }
     Ok(rows)
 }
