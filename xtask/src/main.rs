@@ -3,7 +3,8 @@
 //! - `dev`: private PostgreSQL and Redis, every service with readable logs, a ready-to-use token.
 //! - `test`: the same provisioning on other ports, then every test, `cargo fmt` and `clippy`.
 //! - `token`: a development bearer token.
-//! - `bench`: throughput and latency of the partner API, through the gateway and directly.
+//! - `bench`: throughput and latency of the partner and opportunities APIs, through the gateway
+//!   and directly, each write next to a pgbench ceiling doing the same SQL.
 //! - `image`: the container image from the release binaries, run and health-checked.
 //! - `deploy-check`: the Helm chart, kustomize overlays, Dockerfile and Compose file checks.
 //!
@@ -52,7 +53,8 @@ enum Command {
     Test(test::TestArgs),
     /// Print a development token (signed with the built-in development secret).
     Token(token::TokenArgs),
-    /// Measure the partner API through the gateway and directly, with pgbench as the ceiling.
+    /// Measure the partner and opportunities APIs through the gateway and directly, each write
+    /// next to a pgbench ceiling running the same SQL.
     Bench(bench::BenchArgs),
     /// Build the container image from release binaries with podman and run it against
     /// PostgreSQL and Redis (private ones unless `CRM__DATABASE__URL` / `CRM__REDIS__URL`).

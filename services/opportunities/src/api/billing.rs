@@ -141,7 +141,7 @@ impl OpportunitiesApi {
         if !article.active {
             return reject("the post-sale service's article is inactive");
         }
-        let customer = match self.partners.find(partner_id).await {
+        let customer = match self.partners.find_on(tx, partner_id).await {
             Ok(Some(card)) => card,
             Ok(None) => return reject("the task's partner does not exist"),
             Err(OpportunitiesError::Unavailable(reason)) => {

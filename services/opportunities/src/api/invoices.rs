@@ -294,7 +294,7 @@ impl OpportunitiesApi {
             (None, None) => {
                 let partner_id = header.partner_id.expect("checked");
                 self.partners
-                    .usable(partner_id, "invoice.partner_id")
+                    .usable_on(&mut conn, partner_id, "invoice.partner_id")
                     .await?;
                 let lines = self
                     .resolve_lines(

@@ -248,7 +248,7 @@ impl OpportunitiesApi {
         }
         let partner_id = partner_id.expect("the caller checked a partner or an opportunity");
         self.partners
-            .usable(partner_id, &format!("{at}.partner_id"))
+            .usable_on(conn, partner_id, &format!("{at}.partner_id"))
             .await?;
         if let Some(campaign) = campaign_id
             && store::catalogues::get_campaign(conn, campaign)

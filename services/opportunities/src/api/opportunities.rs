@@ -316,7 +316,8 @@ impl OpportunitiesApi {
             if caller.via_service.is_none()
                 && let Err(err) = self
                     .partners
-                    .usable(
+                    .usable_on(
+                        &mut tx,
                         new.partner_id,
                         &format!("requests[{i}].opportunity.partner_id"),
                     )
