@@ -18,6 +18,7 @@
 //! sender is dropped): `let (stop, shutdown) = tokio::sync::watch::channel(false);`.
 
 mod consumer;
+pub mod fanout;
 mod outbox;
 mod relay;
 
