@@ -18,10 +18,14 @@ pub struct Stack {
     pub marketing: SocketAddr,
     /// Address of opportunities, for calls that bypass the gateway.
     pub opportunities: SocketAddr,
+    /// Address of tasks, for calls that bypass the gateway.
+    pub tasks: SocketAddr,
     /// The Redis settings every service uses (with this stack's stream prefix).
     pub redis: RedisSettings,
+    /// The settings tasks runs with (for a second replica).
+    pub tasks_settings: crm_tasks::config::Settings,
     databases: Vec<TestDatabase>,
-    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+    stops: Vec<(&'static str, tokio::sync::oneshot::Sender<()>)>,
 }
 
 async fn listener() -> (tokio::net::TcpListener, SocketAddr) {
@@ -43,7 +47,8 @@ fn stopper() -> (
 }
 
 impl Stack {
-    /// Starts marketing, opportunities and the gateway and waits until all report SERVING.
+    /// Starts marketing, opportunities, tasks and the gateway and waits until all report
+    /// SERVING.
     pub async fn start() -> Self {
         let redis = redis_settings();
         let mut marketing_settings = crm_marketing::config::Settings::load(None).expect("defaults");
@@ -52,6 +57,7 @@ impl Stack {
         testing::use_test_backing(&mut marketing_settings.base, &marketing_db, redis.clone());
         let (marketing_listener, marketing) = listener().await;
         let (opportunities_listener, opportunities) = listener().await;
+        let (tasks_listener, tasks) = listener().await;
         marketing_settings.opportunities.url = format!("http://{opportunities}");
         let (stop_marketing, marketing_stopped) = stopper();
         tokio::spawn(crm_marketing::run(
@@ -76,6 +82,17 @@ impl Stack {
             opportunities_stopped,
         ));
 
+        let mut tasks_settings = crm_tasks::config::Settings::load(None).expect("defaults");
+        let tasks_db = TestDatabase::create("tasks").await;
+        testing::use_test_backing(&mut tasks_settings.base, &tasks_db, redis.clone());
+        tasks_settings.opportunities.url = format!("http://{opportunities}");
+        let (stop_tasks, tasks_stopped) = stopper();
+        tokio::spawn(crm_tasks::run(
+            tasks_settings.clone(),
+            tasks_listener,
+            tasks_stopped,
+        ));
+
         let mut gateway_settings = crm_gateway::config::Settings::load(None).expect("defaults");
         let (gateway_listener, gateway) = listener().await;
         gateway_settings.server = ServerSettings::on(gateway);
@@ -88,6 +105,9 @@ impl Stack {
         gateway_settings
             .routes
             .insert("files".into(), format!("http://{marketing}"));
+        gateway_settings
+            .routes
+            .insert("tasks".into(), format!("http://{tasks}"));
         let (stop_gateway, gateway_stopped) = stopper();
         tokio::spawn(crm_gateway::run(
             gateway_settings,
@@ -97,15 +117,51 @@ impl Stack {
 
         testing::wait_serving(marketing, "crm.marketing.v1.PartnerService").await;
         testing::wait_serving(opportunities, "crm.opportunities.v1.OpportunityService").await;
+        testing::wait_serving(tasks, "crm.tasks.v1.TaskService").await;
         testing::wait_serving(gateway, "").await;
         Self {
             gateway,
             marketing,
             opportunities,
+            tasks,
             redis,
-            databases: vec![marketing_db, opportunities_db],
-            _stop: vec![stop_marketing, stop_opportunities, stop_gateway],
+            tasks_settings,
+            databases: vec![marketing_db, opportunities_db, tasks_db],
+            stops: vec![
+                ("marketing", stop_marketing),
+                ("opportunities", stop_opportunities),
+                ("tasks", stop_tasks),
+                ("gateway", stop_gateway),
+            ],
         }
+    }
+
+    /// Stops `service` (its in-flight calls finish); calls to it fail from then on.
+    pub async fn stop(&mut self, service: &str) {
+        self.stops.retain(|(name, _)| *name != service);
+        // Its listener closes once its server has shut down.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    /// Starts another replica of tasks on the same database and Redis; it stops with the stack.
+    pub async fn start_tasks_replica(&mut self) -> SocketAddr {
+        let (listener, addr) = listener().await;
+        let (stop, stopped) = stopper();
+        tokio::spawn(crm_tasks::run(
+            self.tasks_settings.clone(),
+            listener,
+            stopped,
+        ));
+        testing::wait_serving(addr, "crm.tasks.v1.TaskService").await;
+        self.stops.push(("tasks-replica", stop));
+        addr
+    }
+
+    /// A pool on tasks' database (schema set), to look at what it stored.
+    pub async fn tasks_pool(&self) -> sqlx::PgPool {
+        crm_platform::db::connect(&self.databases[2].settings)
+            .await
+            .expect("tasks' database")
     }
 
     /// A pool on marketing's database (schema set), to look at what it stored.

@@ -74,6 +74,13 @@ pub const SERVICES: &[ServiceDef] = &[
             route: "opportunities",
         },
     ),
+    svc(
+        "tasks",
+        "crm-tasks",
+        &[],
+        Some(50063),
+        Role::Api { route: "tasks" },
+    ),
     svc("gateway", "crm-gateway", &[], Some(50051), Role::Gateway),
 ];
 
